@@ -1,0 +1,70 @@
+"""Shared fixtures: one random-weight JDE per test session (building it takes seconds on a CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fcm_common.jde import load_jde
+
+
+@pytest.fixture(scope="session")
+def jde():
+    torch.manual_seed(0)
+    return load_jde(None)
+
+
+@pytest.fixture(scope="session")
+def full_input():
+    """One 1088x608 network input (letterboxed synthetic frame)."""
+    from fcm_common.preprocess import preprocess
+    from fcm_common.synthetic import render_sequence
+
+    frames, _ = render_sequence(num_frames=1, width=1280, height=720, seed=3)
+    x, _ = preprocess(frames[0])
+    return x[None]
+
+
+@pytest.fixture(scope="session")
+def full_output(jde, full_input):
+    with torch.inference_mode():
+        return jde(full_input)
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(1234)
+
+
+ENTRY_POINTS = {
+    "fcm-track": "fcm_common.cli_track",
+    "fcm-eval": "fcm_common.cli_eval",
+    "fcm-encode": "fcm_encoder.cli",
+    "fcm-decode": "fcm_decoder.cli",
+}
+
+
+def run_cli(name: str, *args, cwd=None, env=None, timeout=600):
+    """Run an installed console script (or its module when the script is not on disk)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / name
+    cmd = [str(script)] if script.exists() else [sys.executable, "-c", f"from {ENTRY_POINTS[name]} import main; main()"]
+    full_env = {k: v for k, v in os.environ.items() if k != "FCM_JDE_WEIGHTS"}
+    full_env.update(env or {})
+    return subprocess.run(
+        cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout
+    )
+
+
+def assert_one_line_error(result, fragment: str):
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr

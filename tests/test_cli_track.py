@@ -1,0 +1,38 @@
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+from fcm_common.mot_format import read_rows
+from fcm_common.synthetic import write_mot_sequence
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    return write_mot_sequence(tmp_path_factory.mktemp("seq") / "SYN-01", num_frames=3, width=320, height=180)
+
+
+@pytest.mark.slow
+def test_track_and_evaluate_a_sequence(sequence, tmp_path):
+    out = tmp_path / "tracks.txt"
+    result = run_cli("fcm-track", sequence, "--weights", "random", "-o", out, "--frames", "3", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "random JDE weights" in result.stderr
+    assert "fcm-track SYN-01" in result.stdout and "MOTA" in result.stdout
+    rows = read_rows(out)
+    assert all(1 < r.frame <= 3 for r in rows)  # nothing on frame 1: tracks are confirmed on frame 2
+    ev = run_cli("fcm-eval", sequence, out)
+    assert ev.returncode == 0, ev.stderr
+    assert "OVERALL" in ev.stdout
+
+
+def test_errors_are_one_line(sequence, tmp_path):
+    assert_one_line_error(run_cli("fcm-track", tmp_path / "nope.mp4", "--weights", "random"), "input not found")
+    assert_one_line_error(run_cli("fcm-track", sequence), "no JDE weights")
+    bad = tmp_path / "bad.pt"
+    bad.write_text("junk")
+    out = tmp_path / "t.txt"
+    assert_one_line_error(run_cli("fcm-track", sequence, "--weights", bad, "-o", out), "cannot read")
+    assert not out.exists()
+    assert_one_line_error(run_cli("fcm-track", sequence, "--bogus"), "No such option")
+    assert_one_line_error(run_cli("fcm-track", sequence, "--weights", "random", "--device", "gpu"), "Invalid value")
+    assert_one_line_error(run_cli("fcm-eval", sequence), "give GT and TRACKS in pairs")
+    assert_one_line_error(run_cli("fcm-eval", sequence, tmp_path / "missing.txt"), "file not found")
