@@ -3,7 +3,9 @@
 #   make install   virtual environment in .venv with torch (CPU wheel by default) and fcm
 #   make test      the test suite (what CI runs)
 #   make demo      a synthetic clip through fcm-track with random weights (smoke run)
-#   make bench     JDE part 1 / part 2 time per frame
+#   make bench        JDE part 1 / part 2 time per frame
+#   make bench-codec  inner codecs on the same packed anchor features
+#   make vtm          build the VTM reference codec into ./vtm (needs network)
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -13,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY          = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench bench-codec vtm clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +31,17 @@ test-fast:
 demo:
 	$(PY) -c "from fcm_common.synthetic import write_mot_sequence as w; w('out/demo/SYN-01', num_frames=4)"
 	$(VENV)/bin/fcm-track out/demo/SYN-01 --weights random -o out/demo/SYN-01.txt
+	$(VENV)/bin/fcm-encode out/demo/SYN-01 --weights random --split alt1 --qp 32 --preset faster -o out/demo/SYN-01.bin
+	$(VENV)/bin/fcm-decode out/demo/SYN-01.bin --weights random -o out/demo/SYN-01_decoded.txt --gt out/demo/SYN-01
 
 bench:
 	$(PY) benchmarks/bench_jde.py --repeats 3
+
+bench-codec:
+	$(PY) benchmarks/bench_codec.py --split alt1 --frames 4 --presets faster,medium
+
+vtm:
+	tools/vtm_build.sh --prefix vtm
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -104,6 +105,15 @@ def weights_option(func):
         metavar="PATH|random",
         help="JDE checkpoint (jde.1088x608.uncertainty.pt); 'random' for seeded random weights "
         "(smoke tests only). Default: $FCM_JDE_WEIGHTS.",
+    )(func)
+
+
+def jde_cfg_option(func):
+    """``--jde-cfg PATH``: another Darknet cfg of JDE (default: cfg/jde_1088x608.cfg)."""
+    return click.option(
+        "--jde-cfg",
+        type=click.Path(path_type=Path),
+        help="Darknet cfg of the JDE network (default: the shipped JDE-1088x608 cfg).",
     )(func)
 
 

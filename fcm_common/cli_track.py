@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_support import FcmCommand, print_table, progress, resolve_weights, weights_option
+from .cli_support import FcmCommand, print_table, progress, resolve_weights, weights_option, jde_cfg_option
 from .device import DEVICE_CHOICES, resolve_device
 from .evaluation import EVAL_MODES
 from .mot_format import write_rows
@@ -20,6 +20,7 @@ from .evaluation_report import evaluate_and_print
 @click.command(name="fcm-track", cls=FcmCommand)
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @weights_option
+@jde_cfg_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="MOTChallenge tracks file (default: <name>.txt).")
 @click.option("--gt", "gt_path", type=click.Path(path_type=Path), help="Ground truth to evaluate against (default: the sequence's gt/gt.txt, if any).")
 @click.option("--eval-mode", type=click.Choice(EVAL_MODES), default="tvd", show_default=True, help="MPEG evaluation rules.")
@@ -29,13 +30,13 @@ from .evaluation_report import evaluate_and_print
               help="Lost-track buffer: 30 frames (MPEG framework) or 30 * fps / 30 (original JDE).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def main(input_path, weights, output, gt_path, eval_mode, max_frames, fps, buffer_mode, batch_size, device):
+def main(input_path, weights, jde_cfg, output, gt_path, eval_mode, max_frames, fps, buffer_mode, batch_size, device):
     """Track pedestrians in INPUT (video, MOTChallenge sequence folder or image folder) with JDE."""
     from .jde import load_jde
 
     source = open_source(input_path, fps=fps, max_frames=max_frames)
     dev = resolve_device(device)
-    model = load_jde(resolve_weights(weights), device=dev)
+    model = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
     output = output or Path(f"{source.name}.txt")
     start = time.perf_counter()
     with progress() as bar:

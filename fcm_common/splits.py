@@ -22,6 +22,12 @@ class SplitPoint:
     # Channels of the single-scale tensor advMSFC fuses them into (at the 19x34 grid).
     fused_channels: int
     description: str
+    # Downsampling factor of each tensor relative to the network input, in `layers` order.
+    strides: tuple[int, int, int] = (32, 16, 8)
+
+    def shapes(self, input_width: int = 1088, input_height: int = 608) -> list[tuple[int, int, int]]:
+        """(C, H, W) of each tensor for a network input of the given size."""
+        return [(c, input_height // s, input_width // s) for (c, _, _), s in zip(self.shapes_1088x608, self.strides)]
 
 
 SPLITS: dict[str, SplitPoint] = {
@@ -31,6 +37,7 @@ SPLITS: dict[str, SplitPoint] = {
         ((256, 76, 136), (512, 38, 68), (1024, 19, 34)),
         1024,
         "end of the stride-8/16/32 Darknet-53 stages (residual adds)",
+        (8, 16, 32),
     ),
     "alt1": SplitPoint(
         "alt1",
@@ -49,6 +56,7 @@ SPLITS: dict[str, SplitPoint] = {
 }
 
 SPLIT_NAMES = tuple(SPLITS)
+SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}  # as signalled in the bitstream
 
 
 class SplitError(FcmError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .detections import Detections, postprocess
@@ -48,6 +49,8 @@ class SequenceTracker:
     rows: list[MotRow] = field(default_factory=list)
     frames_done: int = 0
     detections: int = 0
+    # per frame: (N, 5) float32 [x1, y1, x2, y2, score] of the detections fed to the tracker
+    frame_detections: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.tracker = JDETracker(frame_rate=self.frame_rate, buffer_mode=self.buffer_mode)
@@ -57,6 +60,7 @@ class SequenceTracker:
         dets = postprocess(predictions, box)
         self.frames_done += 1
         self.detections += len(dets)
+        self.frame_detections.append(np.concatenate([dets.tlbr, dets.scores[:, None]], axis=1))
         for t in self.tracker.update(dets):
             self.rows.append(MotRow(self.frames_done, t.track_id, *t.tlwh, t.score))
         return dets

@@ -68,3 +68,30 @@ def assert_one_line_error(result, fragment: str):
     assert lines[0].startswith("error: "), result.stderr
     assert fragment in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+SMALL_INPUT = (320, 192)  # a multiple of 32: the same network and weights, ten times faster
+
+
+@pytest.fixture(scope="session")
+def small_cfg(tmp_path_factory):
+    """JDE's cfg with a 320x192 input: tests of whole pipelines run it instead of 1088x608."""
+    from fcm_common.resources import DEFAULT_JDE_CFG, cfg_file
+
+    text = cfg_file(DEFAULT_JDE_CFG).read_text()
+    text = text.replace("width=1088", f"width={SMALL_INPUT[0]}").replace("height=608", f"height={SMALL_INPUT[1]}")
+    path = tmp_path_factory.mktemp("cfg") / "jde_320x192.cfg"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_jde(small_cfg):
+    return load_jde(None, cfg=small_cfg)
+
+
+@pytest.fixture(scope="session")
+def small_sequence(tmp_path_factory):
+    from fcm_common.synthetic import write_mot_sequence
+
+    return write_mot_sequence(tmp_path_factory.mktemp("seq") / "SYN-02", num_frames=4, width=320, height=180, seed=2)

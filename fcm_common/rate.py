@@ -1,0 +1,10 @@
+"""Bitrate the MPEG way: the whole file (header included) over the sequence's duration."""
+
+from __future__ import annotations
+
+
+def kbps(total_bytes: int, num_frames: int, fps: float) -> float:
+    """kbps = bytes * 8 * fps / (1000 * frames)."""
+    if num_frames <= 0 or fps <= 0:
+        raise ValueError("kbps needs a positive frame count and frame rate")
+    return total_bytes * 8.0 * fps / (1000.0 * num_frames)

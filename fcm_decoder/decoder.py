@@ -1,0 +1,134 @@
+"""The fcm decoder: bitstream -> inner decoder -> frames -> tensors -> method -> JDE part 2 -> tracks.
+
+Everything needed comes from the header (no side files). Decoded frames are hashed as they come
+and the hash is compared with the encoder's at the end; only then are results released, so a
+damaged payload never produces an output file.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fcm_common import bitstream
+from fcm_common.codecs import make_codec
+from fcm_common.errors import FcmError
+from fcm_common.frame_coding import FrameFormat, frame_to_tensors
+from fcm_common.methods import FeatureMethod, method_for_decoding
+from fcm_common.preprocess import Letterbox
+from fcm_common.rate import kbps
+from fcm_common.timing import StageTimer
+from fcm_common.tracking import SequenceTracker
+
+DECODERS = ("auto", "ffmpeg", "vtm")
+
+
+@dataclass
+class DecodeReport:
+    header: bitstream.StreamHeader
+    total_bytes: int
+    seconds: dict[str, float]
+    tracker: SequenceTracker
+    features: dict[str, np.ndarray] | None = None
+
+    @property
+    def kbps(self) -> float:
+        return kbps(self.total_bytes, self.header.num_frames, float(self.header.fps))
+
+
+def read_stream(path: str | Path) -> tuple[bitstream.StreamHeader, bytes, int]:
+    """Header, payload and file size of a bitstream file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FcmError(f"bitstream not found: {path}") from None
+    except IsADirectoryError:
+        raise FcmError(f"{path} is a folder, not a bitstream") from None
+    header, payload = bitstream.parse(data)
+    return header, payload, len(data)
+
+
+def _decoder_codec(header: bitstream.StreamHeader, choice: str, vtm_dir: str | None):
+    if header.codec == "lossless":
+        return make_codec("lossless")
+    name = {"auto": header.codec, "ffmpeg": "vvenc", "vtm": "vtm"}[choice]
+    return make_codec(name, vtm_dir=vtm_dir)
+
+
+def decode_stream(
+    header: bitstream.StreamHeader,
+    payload: bytes,
+    total_bytes: int,
+    model,
+    device: torch.device,
+    method: FeatureMethod | None = None,
+    model_path: str | None = None,
+    decoder: str = "auto",
+    vtm_dir: str | None = None,
+    buffer_mode: str = "framework",
+    keep_features: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> DecodeReport:
+    """Decode a parsed bitstream and run JDE part 2 and the tracker."""
+    if bitstream.hex_id(model.weights_id) != header.jde_id:
+        raise FcmError(
+            f"the bitstream was encoded with JDE weights {header.jde_id.hex()}, these weights are "
+            f"{bitstream.hex_id(model.weights_id).hex()}: pass the same --weights as the encoder"
+        )
+    if (model.input_width, model.input_height) != (header.input_width, header.input_height):
+        raise FcmError(
+            f"the bitstream was made for a {header.input_width}x{header.input_height} network input, "
+            f"this JDE takes {model.input_width}x{model.input_height}"
+        )
+    method = method or method_for_decoding(header.method, model_path, device)
+    if method.model_id != header.model_id:
+        raise FcmError(
+            f"the bitstream names model {header.model_id.hex()}, the model given is {method.model_id.hex()}"
+        )
+    codec = _decoder_codec(header, decoder, vtm_dir)
+    fmt = FrameFormat(header.layout, header.coded_width, header.coded_height, header.sample_bits, header.fill_level)
+    box = Letterbox(header.orig_width, header.orig_height, header.input_width, header.input_height)
+    tracker = SequenceTracker(float(header.fps), buffer_mode)
+    timer = StageTimer(device)
+    digest = bitstream.frames_hash()
+    saved: list[list[np.ndarray]] = []
+
+    with tempfile.TemporaryDirectory(prefix="fcm-dec-") as tmp, torch.inference_mode():
+        frames = iter(codec.decode(payload, header.coded_width, header.coded_height, header.num_frames, Path(tmp), header.sample_bits))
+        index = 0
+        while True:
+            with timer.stage("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                break
+            digest.update(np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<")).tobytes())
+            with timer.stage("unpack_dequantise"):
+                coded = [t[None] for t in frame_to_tensors(frame, fmt, *header.range_of(index), device=device)]
+            with timer.stage("nn_part2"):
+                features = method.restore(coded, header.fused_channels)
+                rows = model.forward_part2(features, header.split)
+            if keep_features:
+                saved.append([f[0].float().cpu().numpy() for f in features])
+            with timer.stage("tracking"):
+                tracker.push(rows[0], box)
+            index += 1
+            if progress:
+                progress(1)
+    if bitstream.digest16(digest) != header.recon_hash:
+        raise FcmError(
+            "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
+            "the payload is damaged or the VVC decoder does not conform"
+        )
+    features = None
+    if keep_features:
+        from fcm_common.splits import get_split
+
+        layers = get_split(header.split).layers
+        features = {f"layer_{layer}": np.stack([s[i] for s in saved]) for i, layer in enumerate(layers)}
+    return DecodeReport(header, total_bytes, dict(timer.seconds), tracker, features)
