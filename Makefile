@@ -5,6 +5,7 @@
 #   make demo      a synthetic clip through fcm-track with random weights (smoke run)
 #   make bench        JDE part 1 / part 2 time per frame
 #   make bench-codec  inner codecs on the same packed anchor features
+#   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
 
 PYTHON     ?= python3
@@ -15,7 +16,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY          = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench bench-codec vtm clean
+.PHONY: install test test-fast demo bench bench-codec bench-msfc vtm clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +32,7 @@ test-fast:
 demo:
 	$(PY) -c "from fcm_common.synthetic import write_mot_sequence as w; w('out/demo/SYN-01', num_frames=4)"
 	$(VENV)/bin/fcm-track out/demo/SYN-01 --weights random -o out/demo/SYN-01.txt
-	$(VENV)/bin/fcm-encode out/demo/SYN-01 --weights random --split alt1 --qp 32 --preset faster -o out/demo/SYN-01.bin
+	$(VENV)/bin/fcm-encode out/demo/SYN-01 --method anchor --weights random --split alt1 --qp 32 --preset faster -o out/demo/SYN-01.bin
 	$(VENV)/bin/fcm-decode out/demo/SYN-01.bin --weights random -o out/demo/SYN-01_decoded.txt --gt out/demo/SYN-01
 
 bench:
@@ -39,6 +40,9 @@ bench:
 
 bench-codec:
 	$(PY) benchmarks/bench_codec.py --split alt1 --frames 4 --presets faster,medium
+
+bench-msfc:
+	$(PY) benchmarks/bench_msfc.py --repeats 3
 
 vtm:
 	tools/vtm_build.sh --prefix vtm

@@ -21,6 +21,8 @@ from .errors import FcmError
 
 stderr_console = Console(stderr=True)
 stdout_console = Console(highlight=False)
+if not stdout_console.is_terminal:  # logs and pipes: do not squeeze tables into 80 columns
+    stdout_console = Console(highlight=False, width=160)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

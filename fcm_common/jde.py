@@ -340,6 +340,17 @@ class JDE(nn.Module):
         values = self._run(values, self.part2_layers(layers), keep=self.yolo_layers)
         return torch.cat([values[i] for i in self.yolo_layers], 1)
 
+    def forward_heads(
+        self, features: Sequence[torch.Tensor], split: str | SplitPoint | Sequence[int]
+    ) -> list[torch.Tensor]:
+        """The inputs of the prediction layers (24 detection + E embedding channels each, in
+        prediction-layer order) computed from the split tensors; differentiable, used by training."""
+        layers = self._split_layers(split)
+        targets = [self.layer_inputs[y][0] for y in self.yolo_layers]
+        needed = self._ancestors(targets, stop=frozenset(layers)) - set(layers)
+        values = self._run(dict(zip(layers, features)), sorted(needed), keep=targets)
+        return [values[t] for t in targets]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The whole network: prediction rows for an input batch."""
         self._check_input(x)

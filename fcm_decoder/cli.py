@@ -21,6 +21,8 @@ from .decoder import DECODERS, decode_stream, read_stream
 @click.argument("bitstream_path", metavar="IN.bin", type=click.Path(path_type=Path))
 @weights_option
 @jde_cfg_option
+@click.option("--model", "model_path", envvar="FCM_ADVMSFC_MODEL", type=click.Path(path_type=Path),
+              help="advMSFC checkpoint named by an advmsfc stream (default $FCM_ADVMSFC_MODEL).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="MOTChallenge tracks (default: IN.txt).")
 @click.option("--gt", "gt_path", type=click.Path(path_type=Path), help="Ground truth (gt.txt or sequence folder): print MOTA and friends.")
 @click.option("--eval-mode", type=click.Choice(EVAL_MODES), default="tvd", show_default=True, help="MPEG evaluation rules.")
@@ -30,7 +32,7 @@ from .decoder import DECODERS, decode_stream, read_stream
 @click.option("--vtm-dir", envvar="FCM_VTM_DIR", type=click.Path(path_type=Path), help="VTM tree or bin folder.")
 @click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def main(bitstream_path, weights, jde_cfg, output, gt_path, eval_mode, save_features, decoder, vtm_dir, buffer_mode, device):
+def main(bitstream_path, weights, jde_cfg, model_path, output, gt_path, eval_mode, save_features, decoder, vtm_dir, buffer_mode, device):
     """Decode IN.bin, run JDE part 2 and the tracker, and write MOTChallenge tracks."""
     from fcm_common.jde import load_jde
 
@@ -41,7 +43,7 @@ def main(bitstream_path, weights, jde_cfg, output, gt_path, eval_mode, save_feat
     with progress() as bar:
         task = bar.add_task("decoding", total=header.num_frames)
         report = decode_stream(
-            header, payload, size, model, dev, decoder=decoder, vtm_dir=str(vtm_dir) if vtm_dir else None,
+            header, payload, size, model, dev, model_path=str(model_path) if model_path else None, decoder=decoder, vtm_dir=str(vtm_dir) if vtm_dir else None,
             buffer_mode=buffer_mode, keep_features=save_features is not None,
             progress=lambda n: bar.advance(task, n),
         )

@@ -19,25 +19,56 @@ from fcm_common.splits import SPLIT_NAMES
 
 from .encoder import EncodeSettings, encode_sequence
 
-METHODS = ("anchor",)
-DEFAULT_RANGE = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
+METHODS = ("advmsfc", "anchor")
+ANCHOR_DEFAULT_RANGE = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
 
 
-def build_method(name: str, split: str, qp: int, channels: int | None, model_path: str | None, device):
+def build_method(name, split, qp, channels, model_path, qact_path, device, jde_weights_id):
+    """The feature method, with advmsfc's kept-channel count k resolved (QACT table or --channels)."""
     if name == "anchor":
-        if channels is not None or model_path is not None:
-            raise FcmError("--channels and --model apply to --method advmsfc only")
+        if channels is not None or qact_path is not None:
+            raise FcmError("--channels and --qact apply to --method advmsfc only")
         from fcm_common.methods.anchor import AnchorMethod
 
         return AnchorMethod()
-    raise FcmError(f"unknown method '{name}'")
+    from fcm_common.methods.advmsfc import load_advmsfc_method
+    from fcm_common.qact import load_qact
+
+    method = load_advmsfc_method(model_path, device, split, jde_weights_id)
+    table = load_qact(split, qact_path) if qact_path else method.checkpoint.qact
+    keep = channels if channels is not None else table.channels_for(qp)
+    if not 1 <= keep <= method.model.fused_channels:
+        raise FcmError(f"{keep} kept channels: must be within 1..{method.model.fused_channels} for {split}")
+    method.keep = keep
+    return method
+
+
+def range_spec(text: str | None, method, split: str) -> RangeSpec:
+    """--range, with the defaults: the framework's dataset ranges for the anchor (dn53/alt1), the
+    model's code range for advmsfc, else per frame. ``model`` names the checkpoint's range."""
+    if text is None:
+        if method.name == "anchor":
+            return RangeSpec.parse(ANCHOR_DEFAULT_RANGE[split])
+        text = "model" if method.checkpoint.code_range else "frame"
+    if text.strip().lower() == "model":
+        code_range = getattr(getattr(method, "checkpoint", None), "code_range", None)
+        if not code_range:
+            raise FcmError("--range model needs an advmsfc model that records its code range")
+        return RangeSpec("fixed", code_range[0], code_range[1], "model")
+    return RangeSpec.parse(text)
+
 
 
 @click.command(name="fcm-encode", cls=FcmCommand)
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--qp", type=click.IntRange(-12, 63), default=32, show_default=True, help="Inner codec QP.")
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="backbone", show_default=True, help="JDE split point.")
-@click.option("--method", type=click.Choice(METHODS), default="anchor", show_default=True, help="Feature coding method.")
+@click.option("--method", type=click.Choice(METHODS), default="advmsfc", show_default=True,
+              help="advmsfc (needs --model) or the MPEG feature anchor.")
+@click.option("--model", "model_path", envvar="FCM_ADVMSFC_MODEL", type=click.Path(path_type=Path),
+              help="advMSFC checkpoint for this split (fcm-train); default $FCM_ADVMSFC_MODEL.")
+@click.option("--channels", type=click.IntRange(min=1), help="advmsfc: keep K channels (overrides the QACT table).")
+@click.option("--qact", "qact_path", type=click.Path(path_type=Path), help="advmsfc: QACT table (default: the model's).")
 @click.option("--codec", type=click.Choice(CODEC_NAMES), default="vvenc", show_default=True, help="Inner codec.")
 @weights_option
 @jde_cfg_option
@@ -48,9 +79,10 @@ def build_method(name: str, split: str, qp: int, channels: int | None, model_pat
               help="Intra period in frames (CTC: 64 for TVD at 50 fps, 32 for HiEve at 30 fps).")
 @click.option("--gop", type=click.Choice(GOP_STRUCTURES), default="ld", show_default=True, help="Low delay or random access.")
 @click.option("--preset", type=click.Choice(PRESETS), default="medium", show_default=True, help="VVenC preset.")
-@click.option("--range", "range_text", metavar="tvd|hieve|sequence|frame|LO,HI",
+@click.option("--range", "range_text", metavar="tvd|hieve|sequence|frame|model|LO,HI",
               help="Quantisation range: the MPEG dataset ranges, measured over the sequence (NN part 1 runs "
-              "twice), per frame, or given. Default: tvd for dn53, hieve for alt1, frame for backbone.")
+              "twice), per frame, the advmsfc model's code range, or given. Default: anchor tvd (dn53), "
+              "hieve (alt1), frame (backbone); advmsfc model.")
 @click.option("--bit-depth", type=click.Choice(["10", "32"]), default="10", show_default=True,
               help="10: quantised samples; 32: float32 samples, unquantised (lossless codec only).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Frames per NN batch.")
@@ -60,25 +92,27 @@ def build_method(name: str, split: str, qp: int, channels: int | None, model_pat
 @click.option("--vtm-cfg", type=click.Path(path_type=Path), help="VTM encoder cfg (default: the tree's low-delay or random-access cfg).")
 @click.option("--vtm-jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Encode intra-period chunks in parallel and join them with parcat (as the MPEG framework does).")
-def main(input_path, qp, split, method, codec, weights, jde_cfg, output, max_frames, fps, intra_period, gop, preset,
+def main(input_path, qp, split, method, model_path, channels, qact_path, codec, weights, jde_cfg, output, max_frames, fps, intra_period, gop, preset,
          range_text, bit_depth, batch_size, threads, device, vtm_dir, vtm_cfg, vtm_jobs):
     """Encode the JDE features of INPUT (video, MOTChallenge sequence folder or image folder)."""
     from fcm_common.jde import load_jde
 
     source = open_source(input_path, fps=fps, max_frames=max_frames)
-    settings = EncodeSettings(
-        split=split, qp=qp, codec=codec, intra_period=intra_period, preset=preset, gop=gop,
-        range_spec=RangeSpec.parse(range_text or DEFAULT_RANGE[split]), sample_bits=int(bit_depth),
-        batch_size=batch_size, threads=threads, vtm_dir=str(vtm_dir) if vtm_dir else None,
-        vtm_cfg=str(vtm_cfg) if vtm_cfg else None, vtm_jobs=vtm_jobs,
-    )
+    if method == "advmsfc" and model_path is None:
+        raise FcmError("--method advmsfc needs --model PATH (train one with fcm-train), or use --method anchor")
     if codec == "vtm":  # fail on a missing VTM before spending time on JDE
         from fcm_common.codecs import make_codec
 
-        make_codec("vtm", settings.vtm_dir, settings.vtm_cfg, vtm_jobs)
+        make_codec("vtm", str(vtm_dir) if vtm_dir else None, str(vtm_cfg) if vtm_cfg else None, vtm_jobs)
     dev = resolve_device(device)
     model = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
-    feature_method = build_method(method, split, qp, None, None, dev)
+    feature_method = build_method(method, split, qp, channels, model_path, qact_path, dev, model.weights_id)
+    settings = EncodeSettings(
+        split=split, qp=qp, codec=codec, intra_period=intra_period, preset=preset, gop=gop,
+        range_spec=range_spec(range_text, feature_method, split), sample_bits=int(bit_depth),
+        batch_size=batch_size, threads=threads, vtm_dir=str(vtm_dir) if vtm_dir else None,
+        vtm_cfg=str(vtm_cfg) if vtm_cfg else None, vtm_jobs=vtm_jobs,
+    )
     output = output or Path(f"{source.name}_{method}_{split}_qp{qp}.bin")
 
     with progress() as bar:

@@ -11,7 +11,7 @@ from fcm_common.synthetic import write_video
 @pytest.fixture(scope="module")
 def small_stream(tmp_path_factory, small_sequence, small_cfg):
     out = tmp_path_factory.mktemp("enc") / "syn.bin"
-    result = run_cli("fcm-encode", small_sequence, "--weights", "random", "--jde-cfg", small_cfg, "--split", "dn53",
+    result = run_cli("fcm-encode", small_sequence, "--method", "anchor", "--weights", "random", "--jde-cfg", small_cfg, "--split", "dn53",
                      "--codec", "lossless", "--range", "frame", "-o", out, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     return out, result
@@ -64,7 +64,7 @@ def test_decode_errors_are_one_line_and_leave_no_output(small_stream, small_cfg,
 
 def test_encode_errors(small_sequence, small_cfg, tmp_path):
     out = tmp_path / "o.bin"
-    base = ["--weights", "random", "--jde-cfg", small_cfg, "-o", out, "--device", "cpu"]
+    base = ["--method", "anchor", "--weights", "random", "--jde-cfg", small_cfg, "-o", out, "--device", "cpu"]
     assert_one_line_error(run_cli("fcm-encode", tmp_path / "none.mp4", *base), "input not found")
     assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "layer3", *base), "Invalid value for '--split'")
     assert_one_line_error(run_cli("fcm-encode", small_sequence, "--bit-depth", "32", *base), "lossless codec")
@@ -80,7 +80,7 @@ def test_encode_errors(small_sequence, small_cfg, tmp_path):
 def test_a_video_through_both_executables_at_full_size(tmp_path):
     video = write_video(tmp_path / "clip.mkv", num_frames=2, width=640, height=360, fps=25)
     out, tracks = tmp_path / "clip.bin", tmp_path / "clip.txt"
-    enc = run_cli("fcm-encode", video, "--weights", "random", "--split", "backbone", "--codec", "vvenc",
+    enc = run_cli("fcm-encode", video, "--method", "anchor", "--weights", "random", "--split", "backbone", "--codec", "vvenc",
                   "--preset", "faster", "--qp", "37", "-o", out, "--device", "cpu")
     assert enc.returncode == 0, enc.stderr
     assert "coded frame" in enc.stdout and "1088x6712" in enc.stdout

@@ -161,3 +161,13 @@ def test_bad_calls_are_clear_errors(jde):
         jde.forward_part2(feats, "dn53")
     with pytest.raises(ValueError, match="needs 3 tensors"):
         jde.forward_part2(feats[:2], "dn53")
+
+
+def test_forward_heads_are_what_the_prediction_layers_decode(jde):
+    x = torch.rand(1, 3, 192, 320, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        full = jde(x)
+        for split in SPLITS:
+            heads = jde.forward_heads(jde.forward_part1(x, split), split)
+            assert [h.shape[1] for h in heads] == [536, 536, 536]
+            assert torch.equal(jde.forward_part2(heads, "backbone"), full)
