@@ -7,6 +7,7 @@
 #   make bench-codec  inner codecs on the same packed anchor features
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
+#   make ctc DATASET=tvd METHOD=anchor SPLIT=dn53 CODEC=vtm DATA=/data OUT=runs [MODEL=...]
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -16,7 +17,14 @@ TORCH_SPEC ?= torch==2.13.0
 PY          = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench bench-codec bench-msfc vtm clean
+DATASET ?= tvd
+METHOD  ?= advmsfc
+SPLIT   ?= backbone
+CODEC   ?= vtm
+OUT     ?= runs
+MODEL   ?=
+
+.PHONY: install test test-fast demo bench bench-codec bench-msfc vtm ctc clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +54,11 @@ bench-msfc:
 
 vtm:
 	tools/vtm_build.sh --prefix vtm
+
+ctc:
+	@test -n "$(DATA)" || { echo "error: set DATA=/path/to/the/sequences" >&2; exit 1; }
+	$(VENV)/bin/fcm-ctc run --dataset $(DATASET) --method $(METHOD) --split $(SPLIT) --codec $(CODEC) \
+		--data $(DATA) --out $(OUT) $(if $(MODEL),--model $(MODEL),)
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

@@ -36,8 +36,8 @@ def fail(message: str, status: int = EXIT_ERROR) -> None:
     sys.exit(status)
 
 
-class FcmCommand(click.Command):
-    """A click command whose failures are one ``error:`` line instead of usage text or a traceback."""
+class _OneLineErrors:
+    """Failures are one ``error:`` line instead of usage text or a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -65,6 +65,14 @@ class FcmCommand(click.Command):
         if isinstance(rv, int) and rv:
             sys.exit(rv)
         sys.exit(0)
+
+
+class FcmCommand(_OneLineErrors, click.Command):
+    """A click command with one-line errors."""
+
+
+class FcmGroup(_OneLineErrors, click.Group):
+    """A click command group with one-line errors (its subcommands' too)."""
 
 
 def progress(transient: bool = False) -> Progress:

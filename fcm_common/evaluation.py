@@ -112,20 +112,25 @@ def accumulate(
     rows: Sequence[MotRow],
     mode: str = "tvd",
     seqinfo: str | Path | None = None,
+    max_frame: int | None = None,
 ) -> mm.MOTAccumulator:
-    """Per-frame matching events of one sequence."""
+    """Per-frame matching events of one sequence (``max_frame``: only its first frames were coded)."""
     gt = load_ground_truth(gt_path, mode)
+    if max_frame is not None:
+        gt = gt[gt.index.get_level_values(0) <= max_frame]
+        rows = [r for r in rows if r.frame <= max_frame]
     pred = predictions_frame(rows)
     with mm.lap.set_default_solver(SOLVER):
         if mode == "hieve":
             return mm.utils.compare_to_groundtruth(gt, pred, "iou", distth=IOU_THRESHOLD)
-        if seqinfo is not None and Path(seqinfo).is_file():
+        if seqinfo is not None and Path(seqinfo).is_file() and max_frame is None:
             acc, _ = mm.utils.CLEAR_MOT_M(gt, pred, str(seqinfo), "iou", distth=IOU_THRESHOLD)
             return acc
         frames = [int(f) for f in gt.index.get_level_values(0)] + [r.frame for r in rows]
+        length = max_frame if max_frame is not None else max(frames, default=1)
         with tempfile.TemporaryDirectory() as tmp:
             ini = Path(tmp) / "seqinfo.ini"
-            ini.write_text(f"[Sequence]\nseqLength={max(frames, default=1)}\n")
+            ini.write_text(f"[Sequence]\nseqLength={length}\n")
             acc, _ = mm.utils.CLEAR_MOT_M(gt, pred, str(ini), "iou", distth=IOU_THRESHOLD)
         return acc
 

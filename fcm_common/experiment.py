@@ -61,9 +61,11 @@ def code_and_track(
     )
 
 
-def evaluate_point(result: PointResult, gt_path: Path, mode: str, seqinfo: Path | None) -> dict[str, float]:
+def evaluate_point(
+    result: PointResult, gt_path: Path, mode: str, seqinfo: Path | None, max_frame: int | None = None
+) -> dict[str, float]:
     """MOTA & co. of one point (fills ``result.metrics``)."""
-    summary = summarize([accumulate(gt_path, result.rows, mode, seqinfo)], [result.sequence])
+    summary = summarize([accumulate(gt_path, result.rows, mode, seqinfo, max_frame)], [result.sequence])
     row = summary.loc[result.sequence]
     result.metrics = {k: float(row[k]) for k in ("MOTA", "IDF1", "MOTP", "FP", "FN", "IDs", "GT")}
     return result.metrics
