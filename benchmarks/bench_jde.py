@@ -8,10 +8,9 @@ warm-up, per frame, for each batch size and precision asked for. On a GPU, try
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import median_time
 
 from fcm_common.cli_support import print_table
 from fcm_common.device import resolve_device
@@ -19,24 +18,6 @@ from fcm_common.jde import load_jde
 from fcm_common.splits import SPLITS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(fn, device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -64,12 +45,12 @@ def main() -> None:
             if args.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                full = _time(lambda: net(x), device, args.repeats, args.warmup) / batch
+                full = median_time(lambda: net(x), device, args.repeats, args.warmup) / batch
                 rows.append([dtype_name, batch, "full", full * 1e3, None, full * 1e3])
                 for split in args.splits.split(","):
                     feats = net.forward_part1(x, split)
-                    p1 = _time(lambda: net.forward_part1(x, split), device, args.repeats, args.warmup) / batch
-                    p2 = _time(lambda: net.forward_part2(feats, split), device, args.repeats, args.warmup) / batch
+                    p1 = median_time(lambda: net.forward_part1(x, split), device, args.repeats, args.warmup) / batch
+                    p2 = median_time(lambda: net.forward_part2(feats, split), device, args.repeats, args.warmup) / batch
                     rows.append([dtype_name, batch, split, p1 * 1e3, p2 * 1e3, (p1 + p2) * 1e3])
     print_table(
         f"JDE-1088x608 time per frame, ms ({name}; channels_last={args.channels_last})",

@@ -7,33 +7,15 @@ Parameters, multiply-accumulates (torch's FLOP counter / 2) and the median time 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import median_time
 from torch.utils.flop_counter import FlopCounterMode
 
 from fcm_common.cli_support import print_table
 from fcm_common.device import resolve_device
 from fcm_common.msfc import AdvMSFC, arch_for_split, count_parameters, scale_order
 from fcm_common.splits import SPLITS
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_time(fn, device, repeats: int) -> float:
-    fn()
-    _sync(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def _macs(fn) -> float:
@@ -57,8 +39,8 @@ def main() -> None:
             code = model.encode(feats)
             msff = lambda: model.encode(feats)  # noqa: E731
             msfr = lambda: model.decode(code)  # noqa: E731
-            t_ff = _median_time(msff, device, args.repeats) / args.batch
-            t_fr = _median_time(msfr, device, args.repeats) / args.batch
+            t_ff = median_time(msff, device, args.repeats) / args.batch
+            t_fr = median_time(msfr, device, args.repeats) / args.batch
             m_ff, m_fr = _macs(msff) / args.batch, _macs(msfr) / args.batch
         rows.append([split, f"{sp.fused_channels}x19x34", count_parameters(model.msff) / 1e6, m_ff / 1e9, t_ff * 1e3,
                      count_parameters(model.msfr) / 1e6, m_fr / 1e9, t_fr * 1e3])

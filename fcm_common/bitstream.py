@@ -77,7 +77,7 @@ class StreamHeader:
         return out
 
 
-def frames_hash() -> "hashlib._Hash":
+def frames_hash() -> hashlib._Hash:
     """The hash used for ``recon_hash`` (first 16 bytes of SHA-256 over the frames' samples)."""
     return hashlib.sha256()
 
@@ -188,7 +188,7 @@ def parse(data: bytes) -> tuple[StreamHeader, bytes]:
         raise BitstreamError(f"unsupported bitstream version {version} (this fcm reads version {VERSION})")
     ow, oh, iw, ih, nframes, fps_num, fps_den, cw, ch = r.take(">HHHHIIIHH", "frame geometry")
     (ntensors,) = r.take(">B", "tensor count")
-    grids, order, fused = [], [], {}
+    grids, fused = [], {}
     for t in range(ntensors):
         index, c, k, h, w, rows, cols, top = r.take(">BHHHHHHH", f"tensor {t} layout")
         grids.append((index, c, k, h, w, rows, cols, top))

@@ -25,7 +25,6 @@ from .errors import FcmError
 from .evaluation import EVAL_MODES, accumulate, summarize
 from .experiment import code_and_track
 from .qact import QACTTable, write_qact
-from .quantization import RangeSpec
 from .sources import open_source
 from .splits import SPLIT_NAMES
 
@@ -105,7 +104,7 @@ def choose_channels(points: dict[tuple[int, int], tuple[float, float]], qps: lis
 def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, codec, preset, gop, intra_period,
          max_frames, eval_mode, vtm_dir, output, device):
     """Measure rate and MOTA of every (QP, channels) pair on SEQUENCE folders and write a QACT table."""
-    from fcm_encoder.encoder import EncodeSettings
+    from fcm_encoder.encoder import EncodeSettings, range_spec
 
     from .jde import load_jde
     from .methods.advmsfc import load_advmsfc_method
@@ -121,7 +120,7 @@ def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, code
     ks = _ints(channel_text) if channel_text else sorted(set(method.checkpoint.qact.channels))
     if max(ks) > method.model.fused_channels:
         raise FcmError(f"channel counts must not exceed {method.model.fused_channels}")
-    range_spec = RangeSpec("fixed", *method.checkpoint.code_range, "model") if method.checkpoint.code_range else RangeSpec.parse("frame")
+    quant_range = range_spec(None, method, split)
 
     points: dict[tuple[int, int], tuple[float, float]] = {}
     with progress() as bar:
@@ -130,7 +129,7 @@ def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, code
             for k in ks:
                 method.keep = k
                 settings = EncodeSettings(split=split, qp=qp, codec=codec, intra_period=intra_period, preset=preset,
-                                          gop=gop, range_spec=range_spec, vtm_dir=str(vtm_dir) if vtm_dir else None)
+                                          gop=gop, range_spec=quant_range, vtm_dir=str(vtm_dir) if vtm_dir else None)
                 accs, names, total_bits, total_seconds = [], [], 0.0, 0.0
                 for source in sources:
                     result = code_and_track(source, jde, method, settings, dev)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from .cli_support import FcmCommand, print_table, progress, resolve_weights, weights_option, jde_cfg_option
+from .cli_support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, weights_option
 from .device import DEVICE_CHOICES, resolve_device
 from .evaluation import EVAL_MODES
+from .evaluation_report import evaluate_and_print
 from .mot_format import write_rows
 from .sources import open_source
 from .tracker import BUFFER_MODES
 from .tracking import track_source
-from .evaluation_report import evaluate_and_print
 
 
 @click.command(name="fcm-track", cls=FcmCommand)

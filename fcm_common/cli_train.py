@@ -8,14 +8,29 @@ from pathlib import Path
 import click
 import torch
 
-from .cli_support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, stderr_console, weights_option
+from .cli_support import (
+    FcmCommand,
+    jde_cfg_option,
+    print_table,
+    progress,
+    resolve_weights,
+    stderr_console,
+    weights_option,
+)
 from .device import DEVICE_CHOICES, resolve_device
 from .errors import FcmError
 from .msfc import AdvMSFC, arch_for_split, count_parameters, scale_order
 from .msfc_checkpoint import MSFCCheckpoint, load_checkpoint, save_checkpoint
 from .msfc_training import (
-    FeatureCache, FrameStream, TrainSettings, error_by_channels, feature_batches, learning_rate,
-    measure_code_range, measure_statistics, train_step,
+    FeatureCache,
+    FrameStream,
+    TrainSettings,
+    error_by_channels,
+    feature_batches,
+    learning_rate,
+    measure_code_range,
+    measure_statistics,
+    train_step,
 )
 from .qact import load_qact
 from .sources import open_source

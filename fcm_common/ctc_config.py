@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FcmError
 from .evaluation import EVAL_MODES
 from .qact import load_qact
-from .resources import cfg_file
+from .resources import cfg_file, read_toml
 from .splits import get_split
 
 BUILTIN = ("tvd", "hieve")
@@ -68,13 +67,9 @@ def load_dataset(name_or_path: str | Path) -> DatasetDef:
     """A built-in dataset (``tvd``, ``hieve``) or a TOML file in the same format."""
     text = str(name_or_path)
     path = cfg_file(f"ctc/{text}.toml") if text in BUILTIN else Path(text)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise CTCConfigError(f"dataset definition not found: {path} (built-in: {', '.join(BUILTIN)})") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise CTCConfigError(f"cannot read dataset definition {path}: {exc}") from None
+    if not Path(path).is_file():
+        raise CTCConfigError(f"dataset definition not found: {path} (built-in: {', '.join(BUILTIN)})")
+    data = read_toml(path, "dataset definition", CTCConfigError)
     try:
         sequences = [
             SequenceDef(s["name"], s["folder"], s["class"], int(s["frames"]), float(s["fps"]), int(s["width"]), int(s["height"]))

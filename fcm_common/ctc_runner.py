@@ -108,20 +108,18 @@ def _jde(spec: RunSpec):
 
 
 def _method(spec: RunSpec, jde, device, qp: int):
-    if spec.method == "anchor":
-        from .methods.anchor import AnchorMethod
+    from fcm_encoder.encoder import build_method
 
-        return AnchorMethod()
-    from .methods.advmsfc import AdvMSFCMethod
-    from .msfc_checkpoint import load_checkpoint
-    from .qact import load_qact
+    checkpoint = None
+    if spec.method == "advmsfc":
+        from .msfc_checkpoint import load_checkpoint
 
-    key = ("advmsfc", spec.model_path, spec.split, jde.weights_id, str(device))
-    if key not in _CACHE:
-        _CACHE[key] = load_checkpoint(spec.model_path, spec.split, jde.weights_id, device)
-    ckpt = _CACHE[key]
-    table = load_qact(spec.split, spec.qact_path) if spec.qact_path else ckpt.qact
-    return AdvMSFCMethod(ckpt, keep=table.channels_for(qp))
+        key = ("advmsfc", spec.model_path, spec.split, jde.weights_id, str(device))
+        if key not in _CACHE:
+            _CACHE[key] = load_checkpoint(spec.model_path, spec.split, jde.weights_id, device)
+        checkpoint = _CACHE[key]
+    return build_method(spec.method, spec.split, qp, jde.weights_id, device, qact_path=spec.qact_path,
+                        checkpoint=checkpoint)
 
 
 def run_pair(spec: RunSpec, pair: Pair) -> dict:
@@ -133,10 +131,9 @@ def run_pair(spec: RunSpec, pair: Pair) -> dict:
     try:
         import torch
 
-        from fcm_encoder.encoder import EncodeSettings
+        from fcm_encoder.encoder import EncodeSettings, range_spec
 
         from .experiment import code_and_track, evaluate_point
-        from .quantization import RangeSpec
         from .sources import open_source
 
         torch.set_num_threads(max(spec.torch_threads, 1))
@@ -146,19 +143,9 @@ def run_pair(spec: RunSpec, pair: Pair) -> dict:
         source = open_source(folder, max_frames=spec.max_frames)
         if source.gt_path is None:
             raise FcmError(f"{folder}: no gt/gt.txt")
-        range_text = spec.range_text
-        if range_text is None:
-            if spec.method == "anchor":
-                range_text = "frame" if spec.split == "backbone" else {"dn53": "tvd", "alt1": "hieve"}[spec.split]
-            else:
-                range_text = "model" if method.checkpoint.code_range else "frame"
-        if range_text == "model":
-            range_spec = RangeSpec("fixed", *method.checkpoint.code_range, "model")
-        else:
-            range_spec = RangeSpec.parse(range_text)
         settings = EncodeSettings(
             split=spec.split, qp=pair.qp, codec=spec.codec, intra_period=spec.intra_period, preset=spec.preset,
-            gop=spec.gop, range_spec=range_spec, threads=spec.torch_threads, vtm_dir=spec.vtm_dir, vtm_jobs=spec.vtm_jobs,
+            gop=spec.gop, range_spec=range_spec(spec.range_text, method, spec.split), threads=spec.torch_threads, vtm_dir=spec.vtm_dir, vtm_jobs=spec.vtm_jobs,
         )
         result = code_and_track(source, jde, method, settings, device,
                                 stream_path=out / "stream.bin", tracks_path=out / "tracks.txt")

@@ -11,10 +11,10 @@ with ``$`` names a key of the ``[net]`` section.
 
 from __future__ import annotations
 
-from .errors import FcmError
-
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import FcmError
 
 KNOWN_TYPES = ("convolutional", "shortcut", "route", "upsample", "yolo")
 
@@ -44,23 +44,19 @@ class LayerDef:
             ) from None
 
     def get_ints(self, key: str) -> list[int]:
-        if key not in self.options:
-            raise CfgError(f"layer {self.index} ({self.type}) has no '{key}'")
-        try:
-            return [int(v) for v in self.options[key].split(",") if v.strip()]
-        except ValueError:
-            raise CfgError(
-                f"layer {self.index} ({self.type}): '{key}={self.options[key]}' is not a list of integers"
-            ) from None
+        return self._get_list(key, int, "integers")
 
     def get_floats(self, key: str) -> list[float]:
+        return self._get_list(key, float, "numbers")
+
+    def _get_list(self, key: str, convert, kind: str) -> list:
         if key not in self.options:
             raise CfgError(f"layer {self.index} ({self.type}) has no '{key}'")
         try:
-            return [float(v) for v in self.options[key].split(",") if v.strip()]
+            return [convert(v) for v in self.options[key].split(",") if v.strip()]
         except ValueError:
             raise CfgError(
-                f"layer {self.index} ({self.type}): '{key}={self.options[key]}' is not a list of numbers"
+                f"layer {self.index} ({self.type}): '{key}={self.options[key]}' is not a list of {kind}"
             ) from None
 
 

@@ -35,7 +35,7 @@ class Detections:
         return len(self.scores)
 
     @classmethod
-    def empty(cls, embedding_dim: int = 512) -> "Detections":
+    def empty(cls, embedding_dim: int = 512) -> Detections:
         return cls(
             np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, embedding_dim), np.float32)
         )

@@ -19,8 +19,6 @@ as ``np.asarray(a, dtype)`` when missing.
 
 from __future__ import annotations
 
-from .errors import FcmError
-
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -28,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .errors import FcmError
 
 if not hasattr(np, "asfarray"):  # NumPy >= 2: motmetrics 1.4.0 still calls it
 

@@ -1,5 +1,8 @@
 """One rate point: encode a sequence, decode it, track, and measure rate and accuracy.
 
+(It sits above the encoder and the decoder: it is what the experiment commands, fcm-calibrate
+and fcm-ctc, run.)
+
 Shared by ``fcm-calibrate`` (QACT) and ``fcm-ctc`` (common test conditions), so that both measure
 exactly what ``fcm-encode`` + ``fcm-decode`` produce: the bitstream is the same bytes, the rate is
 the file size over the sequence duration, and the tracks go through the same evaluation.
@@ -11,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from fcm_decoder.decoder import decode_stream
+from fcm_encoder.encoder import encode_sequence
 
 from . import bitstream
 from .atomic import write_bytes_atomic
@@ -39,9 +45,6 @@ def code_and_track(
     stream_path: Path | None = None, tracks_path: Path | None = None, progress=None,
 ) -> PointResult:
     """Encode + decode + track one sequence at one setting (``settings``: EncodeSettings)."""
-    from fcm_decoder.decoder import decode_stream
-    from fcm_encoder.encoder import encode_sequence
-
     data, report = encode_sequence(source, jde, method, settings, device, progress)
     if stream_path is not None:
         write_bytes_atomic(stream_path, data)

@@ -17,8 +17,6 @@ foreground softmax and the embedding L2-normalised; rows ordered head by head (1
 
 from __future__ import annotations
 
-from .errors import FcmError
-
 import hashlib
 import os
 import pickle
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .darknet_cfg import CfgError, LayerDef, NetworkCfg, parse_cfg
+from .errors import FcmError
 from .resources import DEFAULT_JDE_CFG, cfg_file
 from .splits import SplitPoint, get_split
 

@@ -6,13 +6,12 @@ full float precision (``repr``) so that a file read back gives the numbers that 
 
 from __future__ import annotations
 
-from .errors import FcmError
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
+from .errors import FcmError
 
 
 class MotFormatError(FcmError, ValueError):

@@ -12,7 +12,6 @@ module maps them from and back to the split's own layer order.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import FcmError
-from .resources import cfg_file
+from .resources import cfg_file, read_toml
 from .splits import get_split
 
 ARCH_FILE = "advmsfc.toml"
@@ -45,7 +44,7 @@ class MSFCArch:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MSFCArch":
+    def from_dict(cls, d: dict) -> MSFCArch:
         try:
             return cls(
                 in_channels=tuple(int(v) for v in d["in_channels"]),
@@ -68,11 +67,7 @@ def arch_for_split(split: str, path=None) -> MSFCArch:
     """The architecture of ``cfg/advmsfc.toml`` (or ``path``) for a split point."""
     sp = get_split(split)
     source = path or cfg_file(ARCH_FILE)
-    try:
-        with open(source, "rb") as fh:
-            table = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise MSFCConfigError(f"cannot read {source}: {exc}") from None
+    table = read_toml(source, "advMSFC architecture file", MSFCConfigError)
     if sp.name not in table:
         raise MSFCConfigError(f"{source} has no [{sp.name}] table")
     entry = dict(table[sp.name])

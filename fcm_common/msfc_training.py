@@ -209,7 +209,7 @@ class FeatureCache:
         self.device = device
 
     @classmethod
-    def build(cls, jde, frames: list[torch.Tensor], split: str, device, limit_bytes: int) -> "FeatureCache":
+    def build(cls, jde, frames: list[torch.Tensor], split: str, device, limit_bytes: int) -> FeatureCache:
         shapes = jde.split_shapes(split)
         need = len(frames) * sum(math.prod(s) for s in shapes) * 2
         if need > limit_bytes:

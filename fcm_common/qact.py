@@ -6,13 +6,12 @@ listed takes the entry of the nearest listed QP, the lower QP on a tie.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text_atomic
 from .errors import FcmError
-from .resources import cfg_file
+from .resources import cfg_file, read_toml
 from .splits import get_split
 
 QACT_FILE = "qact.toml"
@@ -44,7 +43,7 @@ class QACTTable:
         return {"qps": list(self.qps), "channels": list(self.channels)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "QACTTable":
+    def from_dict(cls, d: dict) -> QACTTable:
         try:
             return cls(tuple(int(q) for q in d["qps"]), tuple(int(k) for k in d["channels"]))
         except (KeyError, TypeError, ValueError) as exc:
@@ -55,13 +54,7 @@ def load_qact(split: str, path: str | Path | None = None) -> QACTTable:
     """The table of a split from ``cfg/qact.toml`` or ``path``, checked against its channel count."""
     sp = get_split(split)
     source = Path(path) if path else cfg_file(QACT_FILE)
-    try:
-        with open(source, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise QACTError(f"QACT table not found: {source}") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise QACTError(f"cannot read QACT table {source}: {exc}") from None
+    data = read_toml(source, "QACT table", QACTError)
     if sp.name not in data:
         raise QACTError(f"{source} has no [{sp.name}] table")
     table = QACTTable.from_dict(data[sp.name])

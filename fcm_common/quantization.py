@@ -43,7 +43,7 @@ class RangeSpec:
     label: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "RangeSpec":
+    def parse(cls, text: str) -> RangeSpec:
         """``tvd`` | ``hieve`` | ``sequence`` | ``frame`` | ``LO,HI``."""
         key = text.strip().lower()
         if key in DATASET_RANGES:

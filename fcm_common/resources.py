@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from importlib import resources
 from pathlib import Path
+
+from .errors import FcmError
 
 
 def cfg_file(name: str) -> Path:
@@ -15,3 +18,15 @@ def cfg_file(name: str) -> Path:
 
 
 DEFAULT_JDE_CFG = "jde_1088x608.cfg"
+
+
+def read_toml(path: str | Path, what: str, error: type[FcmError] = FcmError) -> dict:
+    """A TOML file as a dict; a missing or malformed file is ``error`` naming ``what``."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None

@@ -12,8 +12,6 @@ with another tool.
 
 from __future__ import annotations
 
-from .errors import FcmError
-
 import configparser
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .errors import FcmError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -8,9 +8,9 @@ tensors returned by :meth:`fcm_common.jde.JDE.forward_part1`).
 
 from __future__ import annotations
 
-from .errors import FcmError
-
 from dataclasses import dataclass
+
+from .errors import FcmError
 
 
 @dataclass(frozen=True)

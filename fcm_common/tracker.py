@@ -112,7 +112,7 @@ class Track:
         self.frame_id = frame_id
         self.start_frame = frame_id
 
-    def re_activate(self, kf: KalmanFilter, det: "Track", frame_id: int) -> None:
+    def re_activate(self, kf: KalmanFilter, det: Track, frame_id: int) -> None:
         self.mean, self.covariance = kf.update(self.mean, self.covariance, self.tlwh_to_xyah(det.tlwh))
         self.update_features(det.curr_feat)
         self.tracklet_len = 0
@@ -120,7 +120,7 @@ class Track:
         self.is_activated = True
         self.frame_id = frame_id
 
-    def update(self, kf: KalmanFilter, det: "Track", frame_id: int) -> None:
+    def update(self, kf: KalmanFilter, det: Track, frame_id: int) -> None:
         self.frame_id = frame_id
         self.tracklet_len += 1
         self.mean, self.covariance = kf.update(self.mean, self.covariance, self.tlwh_to_xyah(det.tlwh))
@@ -241,28 +241,14 @@ class JDETracker:
                 self.kf, cost, [t.mean for t in pool], [t.covariance for t in pool], measurements
             )
         matches, u_track, u_det = matching.linear_assignment(cost, FIRST_ASSOCIATION_LIMIT)
-        for it, idet in matches:
-            track = pool[it]
-            if track.state == TrackState.TRACKED:
-                track.update(self.kf, dets[idet], frame)
-                activated.append(track)
-            else:
-                track.re_activate(self.kf, dets[idet], frame)
-                refound.append(track)
+        self._apply_matches(matches, pool, dets, frame, activated, refound)
 
         # 2. IoU, over the remaining tracked (not lost) tracks
         dets = [dets[i] for i in u_det]
         remaining = [pool[i] for i in u_track if pool[i].state == TrackState.TRACKED]
         cost = self._iou_cost(remaining, dets)
         matches, u_track, u_det = matching.linear_assignment(cost, SECOND_ASSOCIATION_LIMIT)
-        for it, idet in matches:
-            track = remaining[it]
-            if track.state == TrackState.TRACKED:
-                track.update(self.kf, dets[idet], frame)
-                activated.append(track)
-            else:
-                track.re_activate(self.kf, dets[idet], frame)
-                refound.append(track)
+        self._apply_matches(matches, remaining, dets, frame, activated, refound)
         for it in u_track:
             track = remaining[it]
             if track.state != TrackState.LOST:
@@ -303,6 +289,17 @@ class JDETracker:
         self.tracked, self.lost = _remove_duplicates(self.tracked, self.lost)
 
         return self._output()
+
+    def _apply_matches(self, matches, tracks, dets, frame, activated, refound) -> None:
+        """A matched tracked track is updated; a matched lost one is re-found with its old id."""
+        for it, idet in matches:
+            track = tracks[it]
+            if track.state == TrackState.TRACKED:
+                track.update(self.kf, dets[idet], frame)
+                activated.append(track)
+            else:
+                track.re_activate(self.kf, dets[idet], frame)
+                refound.append(track)
 
     @staticmethod
     def _iou_cost(tracks: list[Track], dets: list[Track]) -> np.ndarray:

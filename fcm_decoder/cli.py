@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fcm_common.atomic import atomic_path
-from fcm_common.cli_support import FcmCommand, print_table, progress, resolve_weights, weights_option, jde_cfg_option
+from fcm_common.cli_support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, weights_option
 from fcm_common.device import DEVICE_CHOICES, resolve_device
 from fcm_common.evaluation import EVAL_MODES
 from fcm_common.evaluation_report import evaluate_and_print

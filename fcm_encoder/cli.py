@@ -7,56 +7,26 @@ from pathlib import Path
 import click
 
 from fcm_common.atomic import write_bytes_atomic
-from fcm_common.cli_support import FcmCommand, print_table, progress, resolve_weights, stdout_console, weights_option, jde_cfg_option
+from fcm_common.cli_support import (
+    FcmCommand,
+    jde_cfg_option,
+    print_table,
+    progress,
+    resolve_weights,
+    stdout_console,
+    weights_option,
+)
 from fcm_common.codecs import CODEC_NAMES
 from fcm_common.codecs.base import GOP_STRUCTURES
 from fcm_common.codecs.vvenc import PRESETS
 from fcm_common.device import DEVICE_CHOICES, resolve_device
 from fcm_common.errors import FcmError
-from fcm_common.quantization import RangeSpec
 from fcm_common.sources import open_source
 from fcm_common.splits import SPLIT_NAMES
 
-from .encoder import EncodeSettings, encode_sequence
+from .encoder import EncodeSettings, build_method, encode_sequence, range_spec
 
 METHODS = ("advmsfc", "anchor")
-ANCHOR_DEFAULT_RANGE = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
-
-
-def build_method(name, split, qp, channels, model_path, qact_path, device, jde_weights_id):
-    """The feature method, with advmsfc's kept-channel count k resolved (QACT table or --channels)."""
-    if name == "anchor":
-        if channels is not None or qact_path is not None:
-            raise FcmError("--channels and --qact apply to --method advmsfc only")
-        from fcm_common.methods.anchor import AnchorMethod
-
-        return AnchorMethod()
-    from fcm_common.methods.advmsfc import load_advmsfc_method
-    from fcm_common.qact import load_qact
-
-    method = load_advmsfc_method(model_path, device, split, jde_weights_id)
-    table = load_qact(split, qact_path) if qact_path else method.checkpoint.qact
-    keep = channels if channels is not None else table.channels_for(qp)
-    if not 1 <= keep <= method.model.fused_channels:
-        raise FcmError(f"{keep} kept channels: must be within 1..{method.model.fused_channels} for {split}")
-    method.keep = keep
-    return method
-
-
-def range_spec(text: str | None, method, split: str) -> RangeSpec:
-    """--range, with the defaults: the framework's dataset ranges for the anchor (dn53/alt1), the
-    model's code range for advmsfc, else per frame. ``model`` names the checkpoint's range."""
-    if text is None:
-        if method.name == "anchor":
-            return RangeSpec.parse(ANCHOR_DEFAULT_RANGE[split])
-        text = "model" if method.checkpoint.code_range else "frame"
-    if text.strip().lower() == "model":
-        code_range = getattr(getattr(method, "checkpoint", None), "code_range", None)
-        if not code_range:
-            raise FcmError("--range model needs an advmsfc model that records its code range")
-        return RangeSpec("fixed", code_range[0], code_range[1], "model")
-    return RangeSpec.parse(text)
-
 
 
 @click.command(name="fcm-encode", cls=FcmCommand)
@@ -106,7 +76,7 @@ def main(input_path, qp, split, method, model_path, channels, qact_path, codec, 
         make_codec("vtm", str(vtm_dir) if vtm_dir else None, str(vtm_cfg) if vtm_cfg else None, vtm_jobs)
     dev = resolve_device(device)
     model = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
-    feature_method = build_method(method, split, qp, channels, model_path, qact_path, dev, model.weights_id)
+    feature_method = build_method(method, split, qp, model.weights_id, dev, model_path, channels, qact_path)
     settings = EncodeSettings(
         split=split, qp=qp, codec=codec, intra_period=intra_period, preset=preset, gop=gop,
         range_spec=range_spec(range_text, feature_method, split), sample_bits=int(bit_depth),

@@ -24,12 +24,57 @@ from fcm_common.codecs import CodecParams, make_codec
 from fcm_common.errors import FcmError
 from fcm_common.frame_coding import FrameFormat, padded_size, tensors_to_frame
 from fcm_common.methods import FeatureMethod
+from fcm_common.methods.advmsfc import AdvMSFCMethod
+from fcm_common.methods.anchor import AnchorMethod
+from fcm_common.msfc_checkpoint import load_checkpoint
+from fcm_common.qact import load_qact
 from fcm_common.quantization import RangeSpec, float32_range, zero_level
 from fcm_common.rate import kbps
 from fcm_common.sources import FrameSource
 from fcm_common.splits import get_split
 from fcm_common.timing import StageTimer
 from fcm_common.tracking import network_inputs
+
+ANCHOR_DEFAULT_RANGE = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
+
+
+def build_method(name: str, split: str, qp: int, jde_weights_id: str, device, model_path=None, channels=None,
+                 qact_path=None, checkpoint=None) -> FeatureMethod:
+    """The feature method, advmsfc's kept-channel count k resolved (its QACT table, or ``channels``).
+
+    ``checkpoint`` (an already loaded advMSFC checkpoint) saves reloading it for every QP.
+    """
+    if name == "anchor":
+        if channels is not None or qact_path is not None:
+            raise FcmError("--channels and --qact apply to --method advmsfc only")
+        return AnchorMethod()
+    if name != "advmsfc":
+        raise FcmError(f"unknown method '{name}'")
+    if checkpoint is None:
+        if model_path is None:
+            raise FcmError("--method advmsfc needs --model PATH (train one with fcm-train), or use --method anchor")
+        checkpoint = load_checkpoint(model_path, split, jde_weights_id, device)
+    table = load_qact(split, qact_path) if qact_path else checkpoint.qact
+    keep = channels if channels is not None else table.channels_for(qp)
+    if not 1 <= keep <= checkpoint.model.fused_channels:
+        raise FcmError(f"{keep} kept channels: must be within 1..{checkpoint.model.fused_channels} for {split}")
+    return AdvMSFCMethod(checkpoint, keep)
+
+
+def range_spec(text: str | None, method: FeatureMethod, split: str) -> RangeSpec:
+    """The quantisation range: ``text`` (see fcm-encode --range), or the default: the framework's
+    dataset range for the anchor at dn53/alt1, the model's code range for advmsfc, else per frame.
+    ``model`` names the advMSFC checkpoint's code range."""
+    code_range = method.checkpoint.code_range if isinstance(method, AdvMSFCMethod) else None
+    if text is None:
+        if method.name == "anchor":
+            return RangeSpec.parse(ANCHOR_DEFAULT_RANGE[split])
+        text = "model" if code_range else "frame"
+    if text.strip().lower() == "model":
+        if not code_range:
+            raise FcmError("--range model needs an advmsfc model that records its code range")
+        return RangeSpec("fixed", code_range[0], code_range[1], "model")
+    return RangeSpec.parse(text)
 
 
 @dataclass

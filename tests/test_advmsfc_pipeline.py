@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import assert_one_line_error, run_cli
+
 from fcm_common import bitstream
 from fcm_common.methods.advmsfc import AdvMSFCMethod
 from fcm_common.msfc_checkpoint import load_checkpoint
@@ -130,3 +130,21 @@ def test_advmsfc_errors(trained, small_sequence, small_cfg, tmp_path):
                    "--weights", "random", "--jde-cfg", small_cfg, "-o", out).returncode == 0
     assert_one_line_error(run_cli("fcm-decode", out, "--weights", "random", "--jde-cfg", small_cfg), "needs its trained model")
     assert not (tmp_path / "x.bin").exists()
+
+
+def test_calibration_writes_a_usable_qact_table(trained, small_sequence, small_cfg, tmp_path):
+    from fcm_common.qact import load_qact
+
+    model, *_ = trained
+    out = tmp_path / "qact_cal.toml"
+    result = run_cli("fcm-calibrate", small_sequence, "--split", "backbone", "--model", model, "--weights", "random",
+                     "--jde-cfg", small_cfg, "--qps", "32,42", "--channels", "16,64", "--preset", "faster",
+                     "-o", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    table = load_qact("backbone", out)
+    assert table.qps == (32, 42) and set(table.channels) <= {16, 64}
+    lines = out.with_suffix(".csv").read_text().splitlines()
+    assert lines[0] == "qp,channels,kbps,mota,chosen" and len(lines) == 5
+    # more channels cost more at the same QP
+    rates = {(int(q), int(k)): float(r) for q, k, r, *_ in (line.split(",") for line in lines[1:])}
+    assert rates[(32, 64)] > rates[(32, 16)] and rates[(42, 64)] > rates[(42, 16)]

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, run_cli
+
 from fcm_common.ctc_config import CTCConfigError, load_dataset
 from fcm_common.evaluation import accumulate, summarize
 from fcm_common.mot_format import read_rows

@@ -12,7 +12,7 @@ def test_shipped_cfg_describes_jde_1088x608():
     assert len(cfg.layers) == 116
     counts = Counter(layer.type for layer in cfg.layers)
     assert counts == {"convolutional": 78, "shortcut": 23, "route": 10, "upsample": 2, "yolo": 3}
-    assert [l.index for l in cfg.layers if l.type == "yolo"] == [85, 100, 115]
+    assert [layer.index for layer in cfg.layers if layer.type == "yolo"] == [85, 100, 115]
     assert [cfg.layers[i].options["mask"] for i in (85, 100, 115)] == ["8,9,10,11", "4,5,6,7", "0,1,2,3"]
     # the embedding convs take their width from [net] via $embedding_dim
     assert [cfg.layers[i].get_int("filters") for i in (83, 98, 113)] == [512, 512, 512]
@@ -20,7 +20,7 @@ def test_shipped_cfg_describes_jde_1088x608():
     assert cfg.layers[89].get_ints("layers") == [-1, 61]
     assert cfg.layers[104].get_ints("layers") == [-1, 36]
     # biased linear convs are exactly the six head convs
-    no_bn = [l.index for l in cfg.layers if l.type == "convolutional" and l.get_int("batch_normalize", 0) == 0]
+    no_bn = [layer.index for layer in cfg.layers if layer.type == "convolutional" and layer.get_int("batch_normalize", 0) == 0]
     assert no_bn == [81, 83, 96, 98, 111, 113]
 
 

@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from fcm_common.quantization import (
-    DATASET_RANGES, QuantizationError, RangeSpec, dequantize, float32_range, quantize, zero_level,
+    DATASET_RANGES,
+    QuantizationError,
+    RangeSpec,
+    dequantize,
+    float32_range,
+    quantize,
+    zero_level,
 )
 
 

@@ -47,9 +47,9 @@ def test_lost_tracks_expire_one_frame_late_as_in_the_reference():
     person = _embedding(3)
     tracker = JDETracker(frame_rate=50)  # framework buffer: 30 frames whatever the frame rate
     assert tracker.max_time_lost == 30
-    for f in range(1, 13):
+    for _ in range(1, 13):
         tracker.update(_frame([(300.0, 200.0, 50.0, 120.0, person)]))
-    for f in range(13, 44):
+    for _ in range(13, 44):
         tracker.update(Detections.empty())
     # frame 43: 43 - 12 = 31 > 30, marked removed, but still in the lost list for one more frame
     assert [t.track_id for t in tracker.lost] == [1]
@@ -65,9 +65,9 @@ def test_lost_tracks_expire_one_frame_late_as_in_the_reference():
 def test_a_track_expired_on_this_frame_can_still_be_refound_on_the_next():
     person = _embedding(4)
     tracker = JDETracker()
-    for f in range(1, 13):
+    for _ in range(1, 13):
         tracker.update(_frame([(300.0, 200.0, 50.0, 120.0, person)]))
-    for f in range(13, 44):
+    for _ in range(13, 44):
         tracker.update(Detections.empty())
     out = tracker.update(_frame([(300.0, 200.0, 50.0, 120.0, person)]))  # frame 44
     assert [t.track_id for t in out] == [1]

@@ -100,7 +100,7 @@ def chunk_plan(num_frames: int, intra_period: int) -> list[tuple[int, int]]:
 
 
 class _VTMEncoder(FrameEncoder):
-    def __init__(self, codec: "VTMCodec", width: int, height: int, params: CodecParams, workdir: Path):
+    def __init__(self, codec: VTMCodec, width: int, height: int, params: CodecParams, workdir: Path):
         self.codec, self.width, self.height, self.params, self.workdir = codec, width, height, params, workdir
         self.cfg = codec.tools.cfg_for(params.gop, codec.cfg)
         self.input = workdir / "vtm_input.yuv"
