@@ -184,3 +184,16 @@ def test_calibration_picks_the_frontier():
     }
     assert choose_channels(points, [27, 37]) == {27: 536, 37: 256}
     assert math.isclose(points[(37, 256)][1], 0.62)
+
+
+def test_feature_cache_fits_or_says_why(small_jde):
+    from fcm_common.errors import FcmError
+    from fcm_common.msfc_training import FeatureCache
+
+    frames = [torch.rand(3, 192, 320, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    cache = FeatureCache.build(small_jde, frames, "alt1", "cpu", limit_bytes=10 * 2**20)
+    batch = next(cache.batches(3, torch.Generator().manual_seed(0)))
+    assert [tuple(t.shape) for t in batch] == [(3, 512, 6, 10), (3, 256, 12, 20), (3, 128, 24, 40)]
+    assert all(t.dtype == torch.float32 for t in batch)
+    with pytest.raises(FcmError, match="over the 0.0 GiB limit"):
+        FeatureCache.build(small_jde, frames, "alt1", "cpu", limit_bytes=1000)
