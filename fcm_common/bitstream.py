@@ -16,6 +16,8 @@ import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import numpy as np
+
 from .errors import FcmError
 from .packing import FrameLayout, TileGrid
 from .splits import SPLITS, get_split
@@ -80,6 +82,11 @@ class StreamHeader:
 def frames_hash() -> hashlib._Hash:
     """The hash used for ``recon_hash`` (first 16 bytes of SHA-256 over the frames' samples)."""
     return hashlib.sha256()
+
+
+def hash_frame(digest, frame) -> None:
+    """Add one decoded frame to a ``frames_hash`` (its samples in little-endian order)."""
+    digest.update(np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<")).tobytes())
 
 
 def digest16(h) -> bytes:

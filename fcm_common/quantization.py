@@ -74,6 +74,11 @@ def float32_range(lo: float, hi: float) -> tuple[float, float]:
     return lo32, hi32
 
 
+def value_range(tensors) -> tuple[float, float]:
+    """Smallest and largest value over a list of tensors."""
+    return min(float(t.min()) for t in tensors), max(float(t.max()) for t in tensors)
+
+
 def quantize(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     """float tensor -> int32 tensor of levels 0..1023 (same device)."""
     check_range(lo, hi)

@@ -22,6 +22,7 @@ from fcm_common.frame_coding import FrameFormat, frame_to_tensors
 from fcm_common.methods import FeatureMethod, method_for_decoding
 from fcm_common.preprocess import Letterbox
 from fcm_common.rate import kbps
+from fcm_common.splits import get_split
 from fcm_common.timing import StageTimer
 from fcm_common.tracking import SequenceTracker
 
@@ -107,7 +108,7 @@ def decode_stream(
                 frame = next(frames, None)
             if frame is None:
                 break
-            digest.update(np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<")).tobytes())
+            bitstream.hash_frame(digest, frame)
             with timer.stage("unpack_dequantise"):
                 coded = [t[None] for t in frame_to_tensors(frame, fmt, *header.range_of(index), device=device)]
             with timer.stage("nn_part2"):
@@ -127,8 +128,6 @@ def decode_stream(
         )
     features = None
     if keep_features:
-        from fcm_common.splits import get_split
-
         layers = get_split(header.split).layers
         features = {f"layer_{layer}": np.stack([s[i] for s in saved]) for i, layer in enumerate(layers)}
     return DecodeReport(header, total_bytes, dict(timer.seconds), tracker, features)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fcm_common import bitstream
@@ -28,7 +27,7 @@ from fcm_common.methods.advmsfc import AdvMSFCMethod
 from fcm_common.methods.anchor import AnchorMethod
 from fcm_common.msfc_checkpoint import load_checkpoint
 from fcm_common.qact import load_qact
-from fcm_common.quantization import RangeSpec, float32_range, zero_level
+from fcm_common.quantization import RangeSpec, float32_range, value_range, zero_level
 from fcm_common.rate import kbps
 from fcm_common.sources import FrameSource
 from fcm_common.splits import get_split
@@ -129,8 +128,8 @@ def measure_range(model, method, source, split, device, batch_size, timer, progr
     lo, hi = float("inf"), float("-inf")
     with torch.inference_mode():
         for coded, boxes in _reduced_batches(model, method, source, split, device, batch_size, timer):
-            lo = min(lo, min(float(t.min()) for t in coded))
-            hi = max(hi, max(float(t.max()) for t in coded))
+            batch_lo, batch_hi = value_range(coded)
+            lo, hi = min(lo, batch_lo), max(hi, batch_hi)
             if progress:
                 progress("measuring range", len(boxes), source.length)
     return lo, hi
@@ -164,8 +163,13 @@ def encode_sequence(
         fixed_range = float32_range(*measure_range(model, method, source, split, device, settings.batch_size, timer, progress))
     else:
         fixed_range = None  # per frame
-    fill = zero_level(*fixed_range) if fixed_range and settings.sample_bits == 10 else 512
-    fmt = FrameFormat(layout, coded_width, coded_height, settings.sample_bits, fill if settings.sample_bits == 10 else 0)
+    if settings.sample_bits == 32:
+        fill = 0
+    elif fixed_range is not None:
+        fill = zero_level(*fixed_range)
+    else:
+        fill = 512  # per-frame ranges have no single zero level: unused tiles are mid-grey
+    fmt = FrameFormat(layout, coded_width, coded_height, settings.sample_bits, fill)
     params = CodecParams(
         qp=settings.qp, fps=source.fps, intra_period=settings.intra_period, preset=settings.preset,
         gop=settings.gop, threads=settings.threads, sample_bits=settings.sample_bits,
@@ -187,9 +191,7 @@ def encode_sequence(
                             )
                         tensors = [t[b] for t in coded]
                         with timer.stage("quantise_pack"):
-                            lo_hi = fixed_range or float32_range(
-                                min(float(t.min()) for t in tensors), max(float(t.max()) for t in tensors)
-                            )
+                            lo_hi = fixed_range or float32_range(*value_range(tensors))
                             if fixed_range is None:
                                 ranges.append(lo_hi)
                             frame = tensors_to_frame(tensors, fmt, *lo_hi)
@@ -207,11 +209,9 @@ def encode_sequence(
             raise FcmError(f"{source.path}: no frames to encode")
         with timer.stage("reconstruction_hash"):
             digest = bitstream.frames_hash()
-            decoded = 0
             for frame in codec.decode(payload, coded_width, coded_height, frames, workdir, settings.sample_bits):
-                digest.update(np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<")).tobytes())
-                decoded += 1
-        chunked = bool(getattr(encoder, "chunked", False))
+                bitstream.hash_frame(digest, frame)
+        chunked = encoder.chunked
 
     header = bitstream.StreamHeader(
         method=method.name,

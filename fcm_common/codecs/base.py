@@ -80,6 +80,9 @@ def check_frame(frame: np.ndarray, width: int, height: int, sample_bits: int = 1
 class FrameEncoder(ABC):
     """An encoding session: ``write`` frames, then ``finish`` for the payload."""
 
+    # True when the payload was made in intra-period chunks joined afterwards (VTM + parcat)
+    chunked: bool = False
+
     @abstractmethod
     def write(self, frame: np.ndarray) -> None: ...
 

@@ -106,7 +106,6 @@ class _VTMEncoder(FrameEncoder):
         self.input = workdir / "vtm_input.yuv"
         self.fh = open(self.input, "wb")
         self.frames = 0
-        self.chunked = False
 
     def write(self, frame: np.ndarray) -> None:
         self.fh.write(check_frame(frame, self.width, self.height).tobytes())
