@@ -38,7 +38,7 @@ test-fast:
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo:
-	$(PY) -c "from fcm_common.synthetic import write_mot_sequence as w; w('out/demo/SYN-01', num_frames=4)"
+	$(PY) -c "from fcm_common.data.synthetic import write_mot_sequence as w; w('out/demo/SYN-01', num_frames=4)"
 	$(VENV)/bin/fcm-track out/demo/SYN-01 --weights random -o out/demo/SYN-01.txt
 	$(VENV)/bin/fcm-encode out/demo/SYN-01 --method anchor --weights random --split alt1 --qp 32 --preset faster -o out/demo/SYN-01.bin
 	$(VENV)/bin/fcm-decode out/demo/SYN-01.bin --weights random -o out/demo/SYN-01_decoded.txt --gt out/demo/SYN-01

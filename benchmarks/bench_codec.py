@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcm_common.cli_support import print_table
-from fcm_common.codecs import CodecError, CodecParams, make_codec
-from fcm_common.frame_coding import FrameFormat, padded_size, tensors_to_frame
-from fcm_common.jde import load_jde
-from fcm_common.methods.anchor import AnchorMethod
-from fcm_common.preprocess import preprocess
-from fcm_common.quantization import float32_range, zero_level
-from fcm_common.rate import kbps
-from fcm_common.synthetic import render_sequence
+from fcm_common.cli.support import print_table
+from fcm_common.coding.codecs import CodecError, CodecParams, make_codec
+from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
+from fcm_common.coding.methods.anchor import AnchorMethod
+from fcm_common.coding.quantization import float32_range, zero_level
+from fcm_common.coding.rate import kbps
+from fcm_common.data.synthetic import render_sequence
+from fcm_common.model.jde import load_jde
+from fcm_common.model.preprocess import preprocess
 
 
 def packed_frames(split: str, frames: int) -> list[np.ndarray]:

@@ -12,10 +12,10 @@ import argparse
 import torch
 from timing import median_time
 
-from fcm_common.cli_support import print_table
-from fcm_common.device import resolve_device
-from fcm_common.jde import load_jde
-from fcm_common.splits import SPLITS
+from fcm_common.cli.support import print_table
+from fcm_common.core.device import resolve_device
+from fcm_common.model.jde import load_jde
+from fcm_common.model.splits import SPLITS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

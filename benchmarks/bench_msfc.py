@@ -12,10 +12,10 @@ import torch
 from timing import median_time
 from torch.utils.flop_counter import FlopCounterMode
 
-from fcm_common.cli_support import print_table
-from fcm_common.device import resolve_device
-from fcm_common.msfc import AdvMSFC, arch_for_split, count_parameters, scale_order
-from fcm_common.splits import SPLITS
+from fcm_common.cli.support import print_table
+from fcm_common.core.device import resolve_device
+from fcm_common.model.splits import SPLITS
+from fcm_common.msfc.networks import AdvMSFC, arch_for_split, count_parameters, scale_order
 
 
 def _macs(fn) -> float:

@@ -15,18 +15,18 @@ from pathlib import Path
 
 import torch
 
-from fcm_common.cli_support import print_table
-from fcm_common.codecs import CodecParams, make_codec
-from fcm_common.frame_coding import FrameFormat, padded_size, tensors_to_frame
-from fcm_common.jde import load_jde
-from fcm_common.msfc import AdvMSFC, arch_for_split, scale_order
-from fcm_common.msfc_checkpoint import load_checkpoint
-from fcm_common.packing import single_tensor_layout
-from fcm_common.preprocess import preprocess
-from fcm_common.qact import load_qact
-from fcm_common.quantization import float32_range, zero_level
-from fcm_common.rate import kbps
-from fcm_common.synthetic import render_sequence
+from fcm_common.cli.support import print_table
+from fcm_common.coding.codecs import CodecParams, make_codec
+from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
+from fcm_common.coding.packing import single_tensor_layout
+from fcm_common.coding.quantization import float32_range, zero_level
+from fcm_common.coding.rate import kbps
+from fcm_common.data.synthetic import render_sequence
+from fcm_common.model.jde import load_jde
+from fcm_common.model.preprocess import preprocess
+from fcm_common.msfc.checkpoint import load_checkpoint
+from fcm_common.msfc.networks import AdvMSFC, arch_for_split, scale_order
+from fcm_common.msfc.qact import load_qact
 
 HEADER_BYTES = 124  # advmsfc stream with one quantisation range
 

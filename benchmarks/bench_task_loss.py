@@ -18,10 +18,14 @@ from pathlib import Path
 
 import torch
 
-from fcm_common.cli_support import print_table
-from fcm_common.jde import load_jde
-from fcm_common.msfc import AdvMSFC, MSFCArch, arch_for_split, scale_order
-from fcm_common.msfc_training import (
+from fcm_common.cli.support import print_table
+from fcm_common.core.resources import DEFAULT_JDE_CFG, cfg_file
+from fcm_common.data.sources import open_source
+from fcm_common.data.synthetic import write_mot_sequence
+from fcm_common.model.jde import load_jde
+from fcm_common.model.splits import get_split
+from fcm_common.msfc.networks import AdvMSFC, MSFCArch, arch_for_split, scale_order
+from fcm_common.msfc.training import (
     FrameStream,
     TrainSettings,
     feature_batches,
@@ -31,10 +35,6 @@ from fcm_common.msfc_training import (
     task_loss,
     train_step,
 )
-from fcm_common.resources import DEFAULT_JDE_CFG, cfg_file
-from fcm_common.sources import open_source
-from fcm_common.splits import get_split
-from fcm_common.synthetic import write_mot_sequence
 
 
 def _small_cfg(folder: Path, width: int, height: int) -> Path:

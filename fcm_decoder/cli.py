@@ -6,15 +6,14 @@ from pathlib import Path
 
 import click
 
-from fcm_common.atomic import atomic_path
-from fcm_common.cli_support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, weights_option
-from fcm_common.device import DEVICE_CHOICES, resolve_device
-from fcm_common.evaluation import EVAL_MODES
-from fcm_common.evaluation_report import evaluate_and_print
-from fcm_common.mot_format import write_rows
-from fcm_common.tracker import BUFFER_MODES
-
-from .decoder import DECODERS, decode_stream, read_stream
+from fcm_common.cli.report import evaluate_and_print
+from fcm_common.cli.support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, weights_option
+from fcm_common.core.atomic import atomic_path
+from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.data.mot_format import write_rows
+from fcm_common.evaluation.mot_metrics import EVAL_MODES
+from fcm_common.tracking.tracker import BUFFER_MODES
+from fcm_decoder.decoder import DECODERS, decode_stream, read_stream
 
 
 @click.command(name="fcm-decode", cls=FcmCommand)
@@ -34,7 +33,7 @@ from .decoder import DECODERS, decode_stream, read_stream
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 def main(bitstream_path, weights, jde_cfg, model_path, output, gt_path, eval_mode, save_features, decoder, vtm_dir, buffer_mode, device):
     """Decode IN.bin, run JDE part 2 and the tracker, and write MOTChallenge tracks."""
-    from fcm_common.jde import load_jde
+    from fcm_common.model.jde import load_jde
 
     header, payload, size = read_stream(bitstream_path)
     dev = resolve_device(device)

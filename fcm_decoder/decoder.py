@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcm_common import bitstream
-from fcm_common.codecs import make_codec
-from fcm_common.errors import FcmError
-from fcm_common.frame_coding import FrameFormat, frame_to_tensors
-from fcm_common.methods import FeatureMethod, method_for_decoding
-from fcm_common.preprocess import Letterbox
-from fcm_common.rate import kbps
-from fcm_common.splits import get_split
-from fcm_common.timing import StageTimer
-from fcm_common.tracking import SequenceTracker
+from fcm_common.coding import bitstream
+from fcm_common.coding.codecs import make_codec
+from fcm_common.coding.frame_coding import FrameFormat, frame_to_tensors
+from fcm_common.coding.methods import FeatureMethod, method_for_decoding
+from fcm_common.coding.rate import kbps
+from fcm_common.core.errors import FcmError
+from fcm_common.core.timing import StageTimer
+from fcm_common.model.preprocess import Letterbox
+from fcm_common.model.splits import get_split
+from fcm_common.tracking.sequence import SequenceTracker
 
 DECODERS = ("auto", "ffmpeg", "vtm")
 

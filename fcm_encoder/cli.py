@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from fcm_common.atomic import write_bytes_atomic
-from fcm_common.cli_support import (
+from fcm_common.cli.support import (
     FcmCommand,
     jde_cfg_option,
     print_table,
@@ -16,15 +15,15 @@ from fcm_common.cli_support import (
     stdout_console,
     weights_option,
 )
-from fcm_common.codecs import CODEC_NAMES
-from fcm_common.codecs.base import GOP_STRUCTURES
-from fcm_common.codecs.vvenc import PRESETS
-from fcm_common.device import DEVICE_CHOICES, resolve_device
-from fcm_common.errors import FcmError
-from fcm_common.sources import open_source
-from fcm_common.splits import SPLIT_NAMES
-
-from .encoder import EncodeSettings, build_method, encode_sequence, range_spec
+from fcm_common.coding.codecs import CODEC_NAMES
+from fcm_common.coding.codecs.base import GOP_STRUCTURES
+from fcm_common.coding.codecs.vvenc import PRESETS
+from fcm_common.core.atomic import write_bytes_atomic
+from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.errors import FcmError
+from fcm_common.data.sources import open_source
+from fcm_common.model.splits import SPLIT_NAMES
+from fcm_encoder.encoder import EncodeSettings, build_method, encode_sequence, range_spec
 
 METHODS = ("advmsfc", "anchor")
 
@@ -65,13 +64,13 @@ METHODS = ("advmsfc", "anchor")
 def main(input_path, qp, split, method, model_path, channels, qact_path, codec, weights, jde_cfg, output, max_frames, fps, intra_period, gop, preset,
          range_text, bit_depth, batch_size, threads, device, vtm_dir, vtm_cfg, vtm_jobs):
     """Encode the JDE features of INPUT (video, MOTChallenge sequence folder or image folder)."""
-    from fcm_common.jde import load_jde
+    from fcm_common.model.jde import load_jde
 
     source = open_source(input_path, fps=fps, max_frames=max_frames)
     if method == "advmsfc" and model_path is None:
         raise FcmError("--method advmsfc needs --model PATH (train one with fcm-train), or use --method anchor")
     if codec == "vtm":  # fail on a missing VTM before spending time on JDE
-        from fcm_common.codecs import make_codec
+        from fcm_common.coding.codecs import make_codec
 
         make_codec("vtm", str(vtm_dir) if vtm_dir else None, str(vtm_cfg) if vtm_cfg else None, vtm_jobs)
     dev = resolve_device(device)

@@ -18,21 +18,21 @@ from pathlib import Path
 
 import torch
 
-from fcm_common import bitstream
-from fcm_common.codecs import CodecParams, make_codec
-from fcm_common.errors import FcmError
-from fcm_common.frame_coding import FrameFormat, padded_size, tensors_to_frame
-from fcm_common.methods import FeatureMethod
-from fcm_common.methods.advmsfc import AdvMSFCMethod
-from fcm_common.methods.anchor import AnchorMethod
-from fcm_common.msfc_checkpoint import load_checkpoint
-from fcm_common.qact import load_qact
-from fcm_common.quantization import RangeSpec, float32_range, value_range, zero_level
-from fcm_common.rate import kbps
-from fcm_common.sources import FrameSource
-from fcm_common.splits import get_split
-from fcm_common.timing import StageTimer
-from fcm_common.tracking import network_inputs
+from fcm_common.coding import bitstream
+from fcm_common.coding.codecs import CodecParams, make_codec
+from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
+from fcm_common.coding.methods import FeatureMethod
+from fcm_common.coding.methods.advmsfc import AdvMSFCMethod
+from fcm_common.coding.methods.anchor import AnchorMethod
+from fcm_common.coding.quantization import RangeSpec, float32_range, value_range, zero_level
+from fcm_common.coding.rate import kbps
+from fcm_common.core.errors import FcmError
+from fcm_common.core.timing import StageTimer
+from fcm_common.data.sources import FrameSource
+from fcm_common.model.preprocess import network_inputs
+from fcm_common.model.splits import get_split
+from fcm_common.msfc.checkpoint import load_checkpoint
+from fcm_common.msfc.qact import load_qact
 
 ANCHOR_DEFAULT_RANGE = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcm_common.jde import load_jde
+from fcm_common.model.jde import load_jde
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +18,8 @@ def jde():
 @pytest.fixture(scope="session")
 def full_input():
     """One 1088x608 network input (letterboxed synthetic frame)."""
-    from fcm_common.preprocess import preprocess
-    from fcm_common.synthetic import render_sequence
+    from fcm_common.data.synthetic import render_sequence
+    from fcm_common.model.preprocess import preprocess
 
     frames, _ = render_sequence(num_frames=1, width=1280, height=720, seed=3)
     x, _ = preprocess(frames[0])
@@ -38,8 +38,8 @@ def rng():
 
 
 ENTRY_POINTS = {
-    "fcm-track": "fcm_common.cli_track",
-    "fcm-eval": "fcm_common.cli_eval",
+    "fcm-track": "fcm_common.cli.track",
+    "fcm-eval": "fcm_common.cli.evaluate",
     "fcm-encode": "fcm_encoder.cli",
     "fcm-decode": "fcm_decoder.cli",
 }
@@ -76,7 +76,7 @@ SMALL_INPUT = (320, 192)  # a multiple of 32: the same network and weights, ten 
 @pytest.fixture(scope="session")
 def small_cfg(tmp_path_factory):
     """JDE's cfg with a 320x192 input: tests of whole pipelines run it instead of 1088x608."""
-    from fcm_common.resources import DEFAULT_JDE_CFG, cfg_file
+    from fcm_common.core.resources import DEFAULT_JDE_CFG, cfg_file
 
     text = cfg_file(DEFAULT_JDE_CFG).read_text()
     text = text.replace("width=1088", f"width={SMALL_INPUT[0]}").replace("height=608", f"height={SMALL_INPUT[1]}")
@@ -92,6 +92,6 @@ def small_jde(small_cfg):
 
 @pytest.fixture(scope="session")
 def small_sequence(tmp_path_factory):
-    from fcm_common.synthetic import write_mot_sequence
+    from fcm_common.data.synthetic import write_mot_sequence
 
     return write_mot_sequence(tmp_path_factory.mktemp("seq") / "SYN-02", num_frames=4, width=320, height=180, seed=2)

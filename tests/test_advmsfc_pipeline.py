@@ -4,12 +4,13 @@ import pytest
 import torch
 from conftest import assert_one_line_error, run_cli
 
-from fcm_common import bitstream
-from fcm_common.methods.advmsfc import AdvMSFCMethod
-from fcm_common.msfc_checkpoint import load_checkpoint
-from fcm_common.quantization import RangeSpec, dequantize, quantize
-from fcm_common.sources import open_source
-from fcm_common.tracking import SequenceTracker, network_inputs
+from fcm_common.coding import bitstream
+from fcm_common.coding.methods.advmsfc import AdvMSFCMethod
+from fcm_common.coding.quantization import RangeSpec, dequantize, quantize
+from fcm_common.data.sources import open_source
+from fcm_common.model.preprocess import network_inputs
+from fcm_common.msfc.checkpoint import load_checkpoint
+from fcm_common.tracking.sequence import SequenceTracker
 from fcm_decoder.decoder import decode_stream
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 
@@ -120,7 +121,7 @@ def test_advmsfc_errors(trained, small_sequence, small_cfg, tmp_path):
     assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "backbone", "--model", model,
                                   "--channels", "600", *common), "must be within 1..536")
     other = tmp_path / "other_jde.pt"
-    from fcm_common.jde import load_jde
+    from fcm_common.model.jde import load_jde
 
     torch.save({"model": load_jde(None, seed=3, cfg=small_cfg).state_dict()}, other)
     assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "backbone", "--model", model, "--weights",
@@ -133,7 +134,7 @@ def test_advmsfc_errors(trained, small_sequence, small_cfg, tmp_path):
 
 
 def test_calibration_writes_a_usable_qact_table(trained, small_sequence, small_cfg, tmp_path):
-    from fcm_common.qact import load_qact
+    from fcm_common.msfc.qact import load_qact
 
     model, *_ = trained
     out = tmp_path / "qact_cal.toml"

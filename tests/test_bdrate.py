@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from fcm_common.bdrate import BDRateError, bd_rate
+from fcm_common.evaluation.bdrate import BDRateError, bd_rate
 
 RATES = [100.0, 200.0, 400.0, 800.0]
 MOTA = [50.0, 60.0, 66.0, 70.0]

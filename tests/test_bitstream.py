@@ -5,10 +5,10 @@ from fractions import Fraction
 
 import pytest
 
-from fcm_common.bitstream import BitstreamError, StreamHeader, parse, serialize
-from fcm_common.frame_coding import padded_size
-from fcm_common.packing import anchor_layout, single_tensor_layout
-from fcm_common.splits import get_split
+from fcm_common.coding.bitstream import BitstreamError, StreamHeader, parse, serialize
+from fcm_common.coding.frame_coding import padded_size
+from fcm_common.coding.packing import anchor_layout, single_tensor_layout
+from fcm_common.model.splits import get_split
 
 PAYLOAD = bytes(range(256)) * 3
 TENSOR0 = 39  # byte offset of the first tensor record

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from fcm_common.mot_format import read_rows
-from fcm_common.synthetic import write_video
+from fcm_common.data.mot_format import read_rows
+from fcm_common.data.synthetic import write_video
 
 
 @pytest.fixture(scope="module")

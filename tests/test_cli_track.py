@@ -1,8 +1,8 @@
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from fcm_common.mot_format import read_rows
-from fcm_common.synthetic import write_mot_sequence
+from fcm_common.data.mot_format import read_rows
+from fcm_common.data.synthetic import write_mot_sequence
 
 
 @pytest.fixture(scope="module")

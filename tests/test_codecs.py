@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from fcm_common.codecs import CodecError, CodecParams, make_codec
-from fcm_common.codecs.vtm import chunk_plan, locate_vtm
+from fcm_common.coding.codecs import CodecError, CodecParams, make_codec
+from fcm_common.coding.codecs.vtm import chunk_plan, locate_vtm
 
 
 def smooth_frames(n=6, h=64, w=96, seed=0):

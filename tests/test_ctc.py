@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from fcm_common.ctc_config import CTCConfigError, load_dataset
-from fcm_common.evaluation import accumulate, summarize
-from fcm_common.mot_format import read_rows
-from fcm_common.synthetic import write_mot_sequence
+from fcm_common.data.mot_format import read_rows
+from fcm_common.data.synthetic import write_mot_sequence
+from fcm_common.evaluation.mot_metrics import accumulate, summarize
+from fcm_ctc.config import CTCConfigError, load_dataset
 
 
 def test_builtin_datasets_follow_the_framework():

@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
-from fcm_common.darknet_cfg import CfgError, parse_cfg, parse_cfg_text
-from fcm_common.resources import DEFAULT_JDE_CFG, cfg_file
+from fcm_common.core.resources import DEFAULT_JDE_CFG, cfg_file
+from fcm_common.model.darknet_cfg import CfgError, parse_cfg, parse_cfg_text
 
 
 def test_shipped_cfg_describes_jde_1088x608():

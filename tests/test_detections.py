@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcm_common.detections import nms, postprocess
-from fcm_common.preprocess import Letterbox
+from fcm_common.model.preprocess import Letterbox
+from fcm_common.tracking.detections import nms, postprocess
 
 
 def _reference_greedy_nms(boxes, scores, thr):

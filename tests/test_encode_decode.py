@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from fcm_common import bitstream
-from fcm_common.errors import FcmError
-from fcm_common.jde import load_jde
-from fcm_common.methods.anchor import AnchorMethod
-from fcm_common.quantization import RangeSpec, dequantize, float32_range, quantize
-from fcm_common.sources import open_source
-from fcm_common.tracking import SequenceTracker, network_inputs, track_source
+from fcm_common.coding import bitstream
+from fcm_common.coding.methods.anchor import AnchorMethod
+from fcm_common.coding.quantization import RangeSpec, dequantize, float32_range, quantize
+from fcm_common.core.errors import FcmError
+from fcm_common.data.sources import open_source
+from fcm_common.model.jde import load_jde
+from fcm_common.model.preprocess import network_inputs
+from fcm_common.tracking.sequence import SequenceTracker, track_source
 from fcm_decoder.decoder import decode_stream
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fcm_common.evaluation import EvaluationError, accumulate, load_ground_truth, summarize
-from fcm_common.mot_format import MotRow
+from fcm_common.data.mot_format import MotRow
+from fcm_common.evaluation.mot_metrics import EvaluationError, accumulate, load_ground_truth, summarize
 
 
 def _write(path, lines):

@@ -19,16 +19,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcm_common import bitstream
-from fcm_common.methods.advmsfc import AdvMSFCMethod
-from fcm_common.methods.anchor import AnchorMethod
-from fcm_common.quantization import RangeSpec
-from fcm_common.mot_format import format_rows
-from fcm_common.sources import open_source
-from fcm_common.tracking import network_inputs
-from fcm_common.msfc_checkpoint import MSFCCheckpoint
-from fcm_common.msfc import AdvMSFC, MSFCArch, scale_order
-from fcm_common.qact import load_qact
+from fcm_common.coding import bitstream
+from fcm_common.coding.methods.advmsfc import AdvMSFCMethod
+from fcm_common.coding.methods.anchor import AnchorMethod
+from fcm_common.coding.quantization import RangeSpec
+from fcm_common.data.mot_format import format_rows
+from fcm_common.data.sources import open_source
+from fcm_common.model.preprocess import network_inputs
+from fcm_common.msfc.checkpoint import MSFCCheckpoint
+from fcm_common.msfc.networks import AdvMSFC, MSFCArch, scale_order
+from fcm_common.msfc.qact import load_qact
 from fcm_decoder.decoder import decode_stream
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from fcm_common.jde import JDE, WeightsError, YOLODecode, load_jde
-from fcm_common.splits import SPLITS, SplitError, get_split
+from fcm_common.model.jde import JDE, WeightsError, YOLODecode, load_jde
+from fcm_common.model.splits import SPLITS, SplitError, get_split
 
 EXPECTED_SHAPES = {
     "dn53": [(256, 76, 136), (512, 38, 68), (1024, 19, 34)],

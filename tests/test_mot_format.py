@@ -1,6 +1,6 @@
 import pytest
 
-from fcm_common.mot_format import MotFormatError, MotRow, format_rows, read_rows, write_rows
+from fcm_common.data.mot_format import MotFormatError, MotRow, format_rows, read_rows, write_rows
 
 
 def test_round_trip_is_exact(tmp_path):

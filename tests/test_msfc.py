@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcm_common.msfc import AdvMSFC, MSFCArch, arch_for_split, count_parameters, scale_order
-from fcm_common.msfc_checkpoint import CheckpointError, MSFCCheckpoint, load_checkpoint, save_checkpoint
-from fcm_common.msfc_training import TrainSettings, error_by_channels, learning_rate, sls_mask, train_step
-from fcm_common.qact import QACTError, QACTTable, load_qact
-from fcm_common.splits import SPLITS
+from fcm_common.model.splits import SPLITS
+from fcm_common.msfc.checkpoint import CheckpointError, MSFCCheckpoint, load_checkpoint, save_checkpoint
+from fcm_common.msfc.networks import AdvMSFC, MSFCArch, arch_for_split, count_parameters, scale_order
+from fcm_common.msfc.qact import QACTError, QACTTable, load_qact
+from fcm_common.msfc.training import TrainSettings, error_by_channels, learning_rate, sls_mask, train_step
 
 TINY = dict(msff_widths=(16, 32), msfr_widths=(8, 16, 32), se_reduction=4)
 
@@ -175,7 +175,7 @@ def test_parameter_counts_are_reported():
 
 
 def test_calibration_picks_the_frontier():
-    from fcm_common.cli_calibrate import choose_channels, upper_hull
+    from fcm_ctc.cli_calibrate import choose_channels, upper_hull
 
     assert upper_hull([(0, 0), (1, 2), (2, 2.5), (1.5, 1)]) == [(0, 0), (1, 2), (2, 2.5)]
     points = {  # (qp, k): (kbps, MOTA)
@@ -187,8 +187,8 @@ def test_calibration_picks_the_frontier():
 
 
 def test_feature_cache_fits_or_says_why(small_jde):
-    from fcm_common.errors import FcmError
-    from fcm_common.msfc_training import FeatureCache
+    from fcm_common.core.errors import FcmError
+    from fcm_common.msfc.training import FeatureCache
 
     frames = [torch.rand(3, 192, 320, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     cache = FeatureCache.build(small_jde, frames, "alt1", "cpu", limit_bytes=10 * 2**20)

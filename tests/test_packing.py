@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fcm_common.packing import PackingError, anchor_layout, near_square_grid, pack, single_tensor_layout, unpack
-from fcm_common.splits import SPLITS
+from fcm_common.coding.packing import PackingError, anchor_layout, near_square_grid, pack, single_tensor_layout, unpack
+from fcm_common.model.splits import SPLITS
 
 
 def test_anchor_frames_have_the_framework_sizes():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcm_common.preprocess import Letterbox, letterbox, preprocess
+from fcm_common.model.preprocess import Letterbox, letterbox, preprocess
 
 
 @pytest.mark.parametrize("height, width", [(1080, 1920), (720, 1280)])

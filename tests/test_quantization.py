@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcm_common.quantization import (
+from fcm_common.coding.quantization import (
     DATASET_RANGES,
     QuantizationError,
     RangeSpec,

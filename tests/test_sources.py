@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fcm_common.sources import SourceError, open_source
-from fcm_common.synthetic import render_sequence, write_mot_sequence, write_video
+from fcm_common.data.sources import SourceError, open_source
+from fcm_common.data.synthetic import render_sequence, write_mot_sequence, write_video
 
 
 def test_mot_sequence_folder(tmp_path):

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from fcm_common.detections import Detections
-from fcm_common.kalman import KalmanFilter
-from fcm_common.matching import iou_plus1, linear_assignment
-from fcm_common.tracker import JDETracker, TrackState, buffer_frames
+from fcm_common.tracking.detections import Detections
+from fcm_common.tracking.kalman import KalmanFilter
+from fcm_common.tracking.matching import iou_plus1, linear_assignment
+from fcm_common.tracking.tracker import JDETracker, TrackState, buffer_frames
 
 
 def _embedding(seed: int) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""What every fcm command shares: one-line errors, progress bars, result tables.
+
+Commands never show a traceback for bad input: :class:`FcmCommand` turns click usage errors and
+:class:`~fcm_common.core.errors.FcmError` into ``error: ...`` on stderr with a non-zero exit status.
+Set ``FCM_DEBUG=1`` to get the traceback of an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fcm_common.core.errors import FcmError
+
+stderr_console = Console(stderr=True)
+stdout_console = Console(highlight=False)
+if not stdout_console.is_terminal:  # logs and pipes: do not squeeze tables into 80 columns
+    stdout_console = Console(highlight=False, width=160)
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, status: int = EXIT_ERROR) -> None:
+    """Print ``error: message`` on one line of stderr and exit."""
+    text = " ".join(str(message).split())
+    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.flush()
+    sys.exit(status)
+
+
+class _OneLineErrors:
+    """Failures are one ``error:`` line instead of usage text or a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            fail("interrupted", 130)
+        except click.UsageError as exc:
+            fail(f"{exc.format_message()} (see {self.name} --help)", EXIT_USAGE)
+        except click.ClickException as exc:
+            fail(exc.format_message())
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except FcmError as exc:
+            fail(str(exc))
+        except MemoryError:
+            fail("out of memory")
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if os.environ.get("FCM_DEBUG") == "1":
+                raise
+            fail(f"unexpected {type(exc).__name__}: {exc} (set FCM_DEBUG=1 for a traceback)")
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+        sys.exit(0)
+
+
+class FcmCommand(_OneLineErrors, click.Command):
+    """A click command with one-line errors."""
+
+
+class FcmGroup(_OneLineErrors, click.Group):
+    """A click command group with one-line errors (its subcommands' too)."""
+
+
+def progress(transient: bool = False) -> Progress:
+    """A progress bar on stderr (silent when stderr is not a terminal, as in pipelines and tests)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=transient,
+        disable=not stderr_console.is_terminal,
+    )
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """A short result table on stdout."""
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row))
+    stdout_console.print(table)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+    return str(value)
+
+
+def weights_option(func):
+    """``--weights PATH|random``, defaulting to $FCM_JDE_WEIGHTS."""
+    return click.option(
+        "--weights",
+        envvar="FCM_JDE_WEIGHTS",
+        metavar="PATH|random",
+        help="JDE checkpoint (jde.1088x608.uncertainty.pt); 'random' for seeded random weights "
+        "(smoke tests only). Default: $FCM_JDE_WEIGHTS.",
+    )(func)
+
+
+def jde_cfg_option(func):
+    """``--jde-cfg PATH``: another Darknet cfg of JDE (default: cfg/jde_1088x608.cfg)."""
+    return click.option(
+        "--jde-cfg",
+        type=click.Path(path_type=Path),
+        help="Darknet cfg of the JDE network (default: the shipped JDE-1088x608 cfg).",
+    )(func)
+
+
+def resolve_weights(value: str | None) -> str | None:
+    """None for random weights, else the checkpoint path; refuses a missing choice."""
+    if not value:
+        raise FcmError(
+            "no JDE weights: pass --weights PATH (or set FCM_JDE_WEIGHTS), or --weights random for a smoke test"
+        )
+    if value == "random":
+        stderr_console.print("[yellow]warning:[/] random JDE weights: detections and tracks are meaningless")
+        return None
+    return value

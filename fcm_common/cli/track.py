@@ -1,0 +1,55 @@
+"""``fcm-track``: the uncompressed reference run (JDE + tracker on a sequence, no feature coding)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from fcm_common.cli.report import evaluate_and_print
+from fcm_common.cli.support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, weights_option
+from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.data.mot_format import write_rows
+from fcm_common.data.sources import open_source
+from fcm_common.evaluation.mot_metrics import EVAL_MODES
+from fcm_common.tracking.sequence import track_source
+from fcm_common.tracking.tracker import BUFFER_MODES
+
+
+@click.command(name="fcm-track", cls=FcmCommand)
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@weights_option
+@jde_cfg_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="MOTChallenge tracks file (default: <name>.txt).")
+@click.option("--gt", "gt_path", type=click.Path(path_type=Path), help="Ground truth to evaluate against (default: the sequence's gt/gt.txt, if any).")
+@click.option("--eval-mode", type=click.Choice(EVAL_MODES), default="tvd", show_default=True, help="MPEG evaluation rules.")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Only the first N frames.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate (overrides the source's).")
+@click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True,
+              help="Lost-track buffer: 30 frames (MPEG framework) or 30 * fps / 30 (original JDE).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+def main(input_path, weights, jde_cfg, output, gt_path, eval_mode, max_frames, fps, buffer_mode, batch_size, device):
+    """Track pedestrians in INPUT (video, MOTChallenge sequence folder or image folder) with JDE."""
+    from fcm_common.model.jde import load_jde
+
+    source = open_source(input_path, fps=fps, max_frames=max_frames)
+    dev = resolve_device(device)
+    model = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
+    output = output or Path(f"{source.name}.txt")
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("JDE + tracker", total=source.length)
+        seq = track_source(model, source, dev, batch_size, buffer_mode, on_frame=lambda n: bar.advance(task, n))
+    elapsed = time.perf_counter() - start
+    write_rows(output, seq.rows)
+    print_table(
+        f"fcm-track {source.name}",
+        ["frames", "detections", "track boxes", "tracks", "s/frame", "output"],
+        [[seq.frames_done, seq.detections, len(seq.rows), len({r.track_id for r in seq.rows}),
+          elapsed / max(seq.frames_done, 1), str(output)]],
+    )
+    gt = gt_path or source.gt_path
+    if gt is not None:
+        evaluate_and_print([(source.name, gt, seq.rows, source.seqinfo_path)], eval_mode)

@@ -1,0 +1,336 @@
+"""The fcm feature bitstream: a self-describing header, then the inner codec's payload.
+
+``docs/bitstream.md`` specifies it byte by byte. The header carries everything the decoder needs
+(no side files): method, split, codec, frame sizes, frame count and rate, the tile layout and
+channel counts, the quantisation ranges, identifiers of the JDE weights and of any learned model,
+a hash of the reconstructed frames (so the decoder can prove it decoded what the encoder meant),
+and a CRC-32 over the header. Every field is validated on read; any inconsistency is a
+:class:`BitstreamError` naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from fcm_common.coding.packing import FrameLayout, TileGrid
+from fcm_common.core.errors import FcmError
+from fcm_common.model.splits import SPLITS, get_split
+
+MAGIC = b"FCMB"
+VERSION = 1
+METHODS = ("anchor", "advmsfc")
+CODECS = ("lossless", "vvenc", "vtm")
+GOPS = ("ld", "ra")
+SAMPLE_FORMATS = {10: "10-bit integer", 32: "float32"}
+ID_BYTES = 16
+FLAG_CHUNKED = 0x01  # the inner stream was encoded in intra-period chunks and joined (VTM parcat)
+FLAG_PER_FRAME_RANGE = 0x02  # one quantisation range per frame instead of one per sequence
+KNOWN_FLAGS = FLAG_CHUNKED | FLAG_PER_FRAME_RANGE
+
+
+class BitstreamError(FcmError, ValueError):
+    """A bitstream that is truncated, corrupted or inconsistent."""
+
+
+@dataclass
+class StreamHeader:
+    method: str
+    split: str
+    codec: str
+    sample_bits: int  # 10 (VVC-coded levels) or 32 (float32 samples, lossless codec only)
+    qp: int
+    gop: str
+    intra_period: int
+    orig_width: int
+    orig_height: int
+    input_width: int
+    input_height: int
+    num_frames: int
+    fps: Fraction
+    coded_width: int  # frame size given to the inner codec (layout padded to multiples of 8)
+    coded_height: int
+    fused_channels: tuple[int, ...]  # channels of each tensor before truncation (C)
+    layout: FrameLayout  # tile grids; grid.channels = coded channels (k)
+    ranges: list[tuple[float, float]]  # one (lo, hi), or one per frame
+    fill_level: int  # sample value of padding (unused tiles, frame padding)
+    jde_id: bytes
+    model_id: bytes = bytes(ID_BYTES)
+    recon_hash: bytes = bytes(ID_BYTES)
+    per_frame_range: bool = False
+    chunked: bool = False
+    payload_length: int = 0
+    header_size: int = field(default=0, compare=False)
+
+    def range_of(self, frame_index: int) -> tuple[float, float]:
+        return self.ranges[frame_index] if self.per_frame_range else self.ranges[0]
+
+    @property
+    def coded_channels(self) -> list[int]:
+        """k of each tensor, in split order."""
+        out = [0] * len(self.layout.grids)
+        for grid, index in zip(self.layout.grids, self.layout.source_index):
+            out[index] = grid.channels
+        return out
+
+
+def frames_hash() -> hashlib._Hash:
+    """The hash used for ``recon_hash`` (first 16 bytes of SHA-256 over the frames' samples)."""
+    return hashlib.sha256()
+
+
+def hash_frame(digest, frame) -> None:
+    """Add one decoded frame to a ``frames_hash`` (its samples in little-endian order)."""
+    digest.update(np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<")).tobytes())
+
+
+def digest16(h) -> bytes:
+    return h.digest()[:ID_BYTES]
+
+
+def hex_id(value: str | bytes) -> bytes:
+    """A 16-byte identifier from a hex digest (truncated) or bytes."""
+    raw = bytes.fromhex(value) if isinstance(value, str) else bytes(value)
+    return (raw + bytes(ID_BYTES))[:ID_BYTES]
+
+
+# ---------------------------------------------------------------------------------------- writing
+def serialize(header: StreamHeader, payload: bytes) -> bytes:
+    """Header + payload as one byte string (``header.payload_length`` is set from the payload)."""
+    header.payload_length = len(payload)
+    validate(header)
+    flags = (FLAG_CHUNKED if header.chunked else 0) | (FLAG_PER_FRAME_RANGE if header.per_frame_range else 0)
+    out = bytearray()
+    out += MAGIC
+    out += struct.pack(
+        ">BBBBBBbBH",
+        VERSION,
+        METHODS.index(header.method),
+        list(SPLITS).index(header.split),
+        CODECS.index(header.codec),
+        flags,
+        header.sample_bits,
+        header.qp,
+        GOPS.index(header.gop),
+        header.intra_period,
+    )
+    out += struct.pack(
+        ">HHHHIIIHH",
+        header.orig_width,
+        header.orig_height,
+        header.input_width,
+        header.input_height,
+        header.num_frames,
+        header.fps.numerator,
+        header.fps.denominator,
+        header.coded_width,
+        header.coded_height,
+    )
+    out += struct.pack(">B", len(header.layout.grids))
+    for grid, index in zip(header.layout.grids, header.layout.source_index):
+        out += struct.pack(
+            ">BHHHHHHH",
+            index,
+            header.fused_channels[index],
+            grid.channels,
+            grid.height,
+            grid.width,
+            grid.rows,
+            grid.cols,
+            grid.top,
+        )
+    out += struct.pack(">H", header.fill_level)
+    for lo, hi in header.ranges:
+        out += struct.pack(">ff", lo, hi)
+    out += header.jde_id + header.model_id + header.recon_hash
+    out += struct.pack(">Q", len(payload))
+    out += struct.pack(">I", zlib.crc32(bytes(out)))
+    header.header_size = len(out)
+    return bytes(out) + payload
+
+
+# ---------------------------------------------------------------------------------------- reading
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, fmt: str, what: str) -> tuple:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.data):
+            raise BitstreamError(f"truncated bitstream: header ends inside the {what} field (byte {self.pos})")
+        values = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return values
+
+    def raw(self, size: int, what: str) -> bytes:
+        if self.pos + size > len(self.data):
+            raise BitstreamError(f"truncated bitstream: header ends inside the {what} field (byte {self.pos})")
+        out = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return out
+
+
+def _choice(table, code: int, what: str) -> str:
+    if not 0 <= code < len(table):
+        raise BitstreamError(f"invalid {what} code {code} in the header")
+    return table[code]
+
+
+def parse(data: bytes) -> tuple[StreamHeader, bytes]:
+    """Parse and validate a bitstream; returns the header and the inner payload."""
+    if len(data) < len(MAGIC):
+        raise BitstreamError("truncated bitstream: shorter than the magic number")
+    if data[: len(MAGIC)] != MAGIC:
+        raise BitstreamError("not an fcm bitstream (bad magic number)")
+    r = _Reader(data)
+    r.pos = len(MAGIC)
+    version, method, split, codec, flags, bits, qp, gop, intra = r.take(">BBBBBBbBH", "stream parameters")
+    if version != VERSION:
+        raise BitstreamError(f"unsupported bitstream version {version} (this fcm reads version {VERSION})")
+    ow, oh, iw, ih, nframes, fps_num, fps_den, cw, ch = r.take(">HHHHIIIHH", "frame geometry")
+    (ntensors,) = r.take(">B", "tensor count")
+    grids, fused = [], {}
+    for t in range(ntensors):
+        index, c, k, h, w, rows, cols, top = r.take(">BHHHHHHH", f"tensor {t} layout")
+        grids.append((index, c, k, h, w, rows, cols, top))
+    (fill,) = r.take(">H", "fill level")
+    nranges = nframes if flags & FLAG_PER_FRAME_RANGE else 1
+    if nranges > len(data):  # cannot be: each range takes 8 bytes
+        raise BitstreamError("truncated bitstream: header ends inside the quantisation ranges")
+    ranges = [r.take(">ff", "quantisation range") for _ in range(nranges)]
+    jde_id = r.raw(ID_BYTES, "JDE weights identifier")
+    model_id = r.raw(ID_BYTES, "model identifier")
+    recon = r.raw(ID_BYTES, "reconstruction hash")
+    (payload_length,) = r.take(">Q", "payload length")
+    crc_end = r.pos
+    (crc,) = r.take(">I", "header CRC")
+    if zlib.crc32(data[:crc_end]) != crc:
+        raise BitstreamError("header CRC mismatch: the bitstream header is corrupted")
+
+    if flags & ~KNOWN_FLAGS:
+        raise BitstreamError(f"unknown flags 0x{flags:02x} in the header")
+    try:
+        layout_grids = tuple(TileGrid(k, h, w, rows, cols, top) for (_, _, k, h, w, rows, cols, top) in grids)
+    except FcmError as exc:
+        raise BitstreamError(f"invalid tile layout in the header: {exc}") from None
+    for index, c, *_ in grids:
+        fused[index] = c
+    if sorted(fused) != list(range(ntensors)):
+        raise BitstreamError("invalid tile layout in the header: tensor indices are not 0..T-1")
+    if fps_den == 0 or fps_num == 0:
+        raise BitstreamError("invalid frame rate 0 in the header")
+    header = StreamHeader(
+        method=_choice(METHODS, method, "method"),
+        split=_choice(list(SPLITS), split, "split"),
+        codec=_choice(CODECS, codec, "codec"),
+        sample_bits=bits,
+        qp=qp,
+        gop=_choice(GOPS, gop, "GOP structure"),
+        intra_period=intra,
+        orig_width=ow,
+        orig_height=oh,
+        input_width=iw,
+        input_height=ih,
+        num_frames=nframes,
+        fps=Fraction(fps_num, fps_den),
+        coded_width=cw,
+        coded_height=ch,
+        fused_channels=tuple(fused[i] for i in range(ntensors)),
+        layout=FrameLayout(layout_grids, tuple(g[0] for g in grids)),
+        ranges=[(float(lo), float(hi)) for lo, hi in ranges],
+        fill_level=fill,
+        jde_id=jde_id,
+        model_id=model_id,
+        recon_hash=recon,
+        per_frame_range=bool(flags & FLAG_PER_FRAME_RANGE),
+        chunked=bool(flags & FLAG_CHUNKED),
+        payload_length=payload_length,
+        header_size=r.pos,
+    )
+    validate(header)
+    payload = data[r.pos :]
+    if len(payload) < payload_length:
+        raise BitstreamError(f"truncated bitstream: payload has {len(payload)} of {payload_length} bytes")
+    if len(payload) > payload_length:
+        raise BitstreamError(f"{len(payload) - payload_length} unexpected bytes after the payload")
+    return header, payload
+
+
+def validate(h: StreamHeader) -> None:
+    """Check the header's fields against each other and against the split's geometry."""
+    if h.method not in METHODS:
+        raise BitstreamError(f"invalid method '{h.method}'")
+    if h.codec not in CODECS:
+        raise BitstreamError(f"invalid codec '{h.codec}'")
+    split = get_split(h.split)
+    if h.sample_bits not in SAMPLE_FORMATS:
+        raise BitstreamError(f"invalid sample format: {h.sample_bits} bits")
+    if h.sample_bits == 32 and h.codec != "lossless":
+        raise BitstreamError("float32 samples can only be carried by the lossless codec")
+    if h.num_frames < 1:
+        raise BitstreamError("the header says the stream has no frames")
+    if h.intra_period < 1:
+        raise BitstreamError(f"invalid intra period {h.intra_period}")
+    if min(h.orig_width, h.orig_height) < 1:
+        raise BitstreamError(f"invalid original frame size {h.orig_width}x{h.orig_height}")
+    if h.input_width % 32 or h.input_height % 32 or min(h.input_width, h.input_height) < 32:
+        raise BitstreamError(f"invalid network input size {h.input_width}x{h.input_height}")
+    if not 0 < h.fps <= 1000:
+        raise BitstreamError(f"invalid frame rate {float(h.fps)}")
+    if not -12 <= h.qp <= 63:
+        raise BitstreamError(f"invalid QP {h.qp}")
+
+    split_shapes = split.shapes(h.input_width, h.input_height)
+    if h.method == "anchor":
+        expected = split_shapes
+    else:
+        coarse = max(range(3), key=lambda i: split.strides[i])
+        expected = [(split.fused_channels, split_shapes[coarse][1], split_shapes[coarse][2])]
+    if len(h.layout.grids) != len(expected):
+        raise BitstreamError(f"{h.method}/{h.split} carries {len(expected)} tensors, the header lists {len(h.layout.grids)}")
+    for grid, index in zip(h.layout.grids, h.layout.source_index):
+        c, hh, ww = expected[index]
+        if h.fused_channels[index] != c or (grid.height, grid.width) != (hh, ww):
+            raise BitstreamError(
+                f"tensor {index} is {h.fused_channels[index]}x{grid.height}x{grid.width} in the header, "
+                f"{h.method}/{h.split} at {h.input_width}x{h.input_height} needs {c}x{hh}x{ww}"
+            )
+        if not 1 <= grid.channels <= c:
+            raise BitstreamError(f"tensor {index}: {grid.channels} coded channels, expected 1..{c}")
+        if h.method == "anchor" and grid.channels != c:
+            raise BitstreamError(f"tensor {index}: the anchor codes all {c} channels, the header says {grid.channels}")
+    # sub-frames stacked without overlap, inside the coded frame
+    top = 0
+    for grid in sorted(h.layout.grids, key=lambda g: g.top):
+        if grid.top != top:
+            raise BitstreamError(f"tile layout: a sub-frame starts at row {grid.top}, expected {top}")
+        top += grid.frame_height
+    lw, lh = h.layout.width, h.layout.height
+    if h.coded_width % 8 or h.coded_height % 8 or not (lw <= h.coded_width < lw + 8 and lh <= h.coded_height < lh + 8):
+        raise BitstreamError(
+            f"coded frame size {h.coded_width}x{h.coded_height} does not fit the {lw}x{lh} layout padded to multiples of 8"
+        )
+    max_level = (1 << h.sample_bits) - 1 if h.sample_bits <= 16 else None
+    if max_level is not None and not 0 <= h.fill_level <= max_level:
+        raise BitstreamError(f"fill level {h.fill_level} is not a {h.sample_bits}-bit sample")
+    expected_ranges = h.num_frames if h.per_frame_range else 1
+    if len(h.ranges) != expected_ranges:
+        raise BitstreamError(f"{len(h.ranges)} quantisation ranges, expected {expected_ranges}")
+    if h.sample_bits == 32 and h.per_frame_range:
+        raise BitstreamError("float32 samples are not quantised: per-frame ranges make no sense")
+    for i, (lo, hi) in enumerate(h.ranges):
+        if not (lo == lo and hi == hi and abs(lo) < float("inf") and abs(hi) < float("inf") and hi > lo):
+            raise BitstreamError(f"quantisation range {i} [{lo}, {hi}] is empty or not finite")
+    for name, value in (("JDE weights identifier", h.jde_id), ("model identifier", h.model_id), ("reconstruction hash", h.recon_hash)):
+        if len(value) != ID_BYTES:
+            raise BitstreamError(f"the {name} must be {ID_BYTES} bytes")
+    if h.method == "anchor" and any(h.model_id):
+        raise BitstreamError("an anchor stream has no learned model, but the header names one")
+    if h.method == "advmsfc" and not any(h.model_id):
+        raise BitstreamError("an advmsfc stream must name its model")

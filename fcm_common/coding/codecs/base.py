@@ -1,0 +1,121 @@
+"""The inner-codec interface: 10-bit monochrome frames in, bytes out, and back.
+
+Frames are 2-D ``uint16`` arrays with values 0..1023, all of one size; the size is a multiple of 8
+(the frame coder pads), so every codec can take it. Encoders are fed frame by frame (long
+sequences never sit in memory as a whole); decoders yield frames one by one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fcm_common.core.errors import FcmError
+
+GOP_STRUCTURES = ("ld", "ra")
+
+
+class CodecError(FcmError, RuntimeError):
+    """An inner codec that is missing, refuses its input, or fails."""
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """Settings shared by the inner codecs (each takes what applies to it)."""
+
+    qp: int
+    fps: float
+    intra_period: int = 32
+    preset: str = "medium"  # VVenC preset
+    gop: str = "ld"  # "ld" low delay (frames coded in display order) or "ra" random access
+    threads: int = 0  # 0: the codec's default
+    sample_bits: int = 10  # 10: uint16 levels; 32: float32 samples (lossless codec only)
+
+
+def command_failure(what: str, cmd: Sequence[str], output: str, returncode: int | None = None) -> CodecError:
+    """A CodecError naming the binary, the command and the last lines it printed."""
+    tail = [line.strip() for line in output.strip().splitlines() if line.strip()][-3:]
+    status = f" (exit status {returncode})" if returncode is not None else ""
+    return CodecError(
+        f"{what} failed{status}: {' '.join(str(c) for c in cmd)} -- last output: {' | '.join(tail) or '(none)'}"
+    )
+
+
+def run_tool(what: str, cmd: Sequence[str], cwd: Path | None = None, log: Path | None = None) -> str:
+    """Run a codec binary to completion; raise CodecError with its output on failure."""
+    try:
+        proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, errors="replace")
+    except OSError as exc:
+        raise CodecError(f"{what}: cannot run {cmd[0]} ({exc.strerror})") from None
+    output = proc.stdout + proc.stderr
+    if log is not None:
+        log.write_text(output)
+    if proc.returncode != 0:
+        raise command_failure(what, cmd, output, proc.returncode)
+    return output
+
+
+def sample_dtype(sample_bits: int) -> np.dtype:
+    if sample_bits == 10:
+        return np.dtype("<u2")
+    if sample_bits == 32:
+        return np.dtype("<f4")
+    raise CodecError(f"unsupported sample format: {sample_bits} bits")
+
+
+def check_frame(frame: np.ndarray, width: int, height: int, sample_bits: int = 10) -> np.ndarray:
+    if frame.shape != (height, width):
+        raise CodecError(f"frame is {frame.shape[1]}x{frame.shape[0]}, the stream is {width}x{height}")
+    dtype = sample_dtype(sample_bits)
+    if frame.dtype.kind != dtype.kind or frame.dtype.itemsize != dtype.itemsize:
+        raise CodecError(f"frames must be {dtype} samples, got {frame.dtype}")
+    return np.ascontiguousarray(frame, dtype=dtype)
+
+
+class FrameEncoder(ABC):
+    """An encoding session: ``write`` frames, then ``finish`` for the payload."""
+
+    # True when the payload was made in intra-period chunks joined afterwards (VTM + parcat)
+    chunked: bool = False
+
+    @abstractmethod
+    def write(self, frame: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> bytes: ...
+
+    def abort(self) -> None:
+        """Stop early and clean up (called on errors)."""
+
+
+class InnerCodec(ABC):
+    """One inner codec; ``code`` identifies it in the bitstream."""
+
+    name: str = ""
+    code: int = -1
+
+    max_size = 65535
+
+    def check_size(self, width: int, height: int, sample_bits: int = 10) -> None:
+        if width % 8 or height % 8 or width <= 0 or height <= 0:
+            raise CodecError(f"{self.name}: frame size {width}x{height} is not a positive multiple of 8")
+        if max(width, height) > self.max_size:
+            raise CodecError(f"{self.name}: frame size {width}x{height} exceeds {self.max_size}")
+        if sample_bits != 10 and self.name != "lossless":
+            raise CodecError(f"{self.name} codes 10-bit samples only; float32 samples need the lossless codec")
+
+    @abstractmethod
+    def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder: ...
+
+    @abstractmethod
+    def decode(
+        self, payload: bytes, width: int, height: int, num_frames: int, workdir: Path, sample_bits: int = 10
+    ) -> Iterator[np.ndarray]: ...
+
+    def describe(self) -> str:
+        return self.name

@@ -1,0 +1,167 @@
+"""``vvenc``: VVC through the ffmpeg binary of imageio-ffmpeg (libvvenc encoder, native decoder).
+
+Frames are sent as yuv420p10le (libvvenc's only input format) with ``ChromaFormatIDC=400``, so
+the stream is true 4:0:0 10-bit and the constant chroma planes are never coded; decoding gives
+``gray10le``. The QP, preset and frame rate are passed explicitly, perceptual QP adaptation is off
+(``-qpa 0``), the intra period is set in frames (``IntraPeriod``; ffmpeg's ``-period`` is in
+seconds) with ``POC0IDR=1`` so that the first picture is an IDR. ``gop="ld"`` is VVenC's low-delay
+configuration (``GOPSize=8:PicReordering=0:DecodingRefreshType=none``, pictures coded in display
+order, an IDR every intra period); ``gop="ra"`` its random-access one with CRA refresh.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from fcm_common.coding.codecs.base import (
+    CodecError,
+    CodecParams,
+    FrameEncoder,
+    InnerCodec,
+    check_frame,
+    command_failure,
+)
+
+PRESETS = ("faster", "fast", "medium", "slow", "slower")
+MID_CHROMA = 512
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary (imageio-ffmpeg's, or $IMAGEIO_FFMPEG_EXE), checked for VVC support."""
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise CodecError(f"vvenc: no ffmpeg binary ({exc}); install imageio-ffmpeg") from None
+    try:
+        encoders = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=60).stdout
+        decoders = subprocess.run([exe, "-hide_banner", "-decoders"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CodecError(f"vvenc: cannot run {exe} ({exc})") from None
+    if " libvvenc " not in encoders:
+        raise CodecError(f"vvenc: {exe} has no libvvenc encoder")
+    if " vvc " not in decoders:
+        raise CodecError(f"vvenc: {exe} has no VVC decoder")
+    return exe
+
+
+def _rate(fps: float) -> str:
+    frac = Fraction(fps).limit_denominator(1001)
+    return f"{frac.numerator}/{frac.denominator}"
+
+
+class _VVencEncoder(FrameEncoder):
+    def __init__(self, width: int, height: int, params: CodecParams, workdir: Path):
+        self.width, self.height = width, height
+        self.out = workdir / "vvenc.266"
+        self.log = workdir / "vvenc.log"
+        settings = [f"IntraPeriod={params.intra_period}", "POC0IDR=1", "ChromaFormatIDC=400"]
+        if params.gop == "ld":
+            settings += ["GOPSize=8", "PicReordering=0", "DecodingRefreshType=none"]
+        else:
+            settings += ["DecodingRefreshType=cra"]
+        threads = params.threads or min(os.cpu_count() or 1, 8)
+        self.cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s:v", f"{width}x{height}", "-r", _rate(params.fps),
+            "-i", "pipe:0",
+            "-c:v", "libvvenc", "-preset", params.preset, "-qp", str(params.qp), "-qpa", "0",
+            "-threads", str(threads), "-vvenc-params", ":".join(settings),
+            "-f", "vvc", str(self.out),
+        ]
+        self.chroma = np.full(2 * (height // 2) * (width // 2), MID_CHROMA, dtype="<u2").tobytes()
+        self.log_fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log_fh)
+
+    def _failure(self) -> CodecError:
+        self.log_fh.close()
+        return command_failure("vvenc encoding", self.cmd, self.log.read_text(errors="replace"), self.proc.poll())
+
+    def write(self, frame: np.ndarray) -> None:
+        data = check_frame(frame, self.width, self.height).tobytes()
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.write(self.chroma)
+        except BrokenPipeError:
+            self.proc.wait()
+            raise self._failure() from None
+
+    def finish(self) -> bytes:
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        if self.proc.wait() != 0 or not self.out.is_file():
+            raise self._failure()
+        self.log_fh.close()
+        return self.out.read_bytes()
+
+    def abort(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log_fh.close()
+
+
+class VVencCodec(InnerCodec):
+    name = "vvenc"
+    code = 1
+
+    def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
+        self.check_size(width, height, params.sample_bits)
+        if params.preset not in PRESETS:
+            raise CodecError(f"vvenc: unknown preset '{params.preset}' (choose from {', '.join(PRESETS)})")
+        if not -12 <= params.qp <= 63:
+            raise CodecError(f"vvenc: QP {params.qp} is outside 0..63")
+        if params.gop not in ("ld", "ra"):
+            raise CodecError(f"vvenc: unknown GOP structure '{params.gop}'")
+        return _VVencEncoder(width, height, params, workdir)
+
+    def decode(
+        self, payload: bytes, width: int, height: int, num_frames: int, workdir: Path, sample_bits: int = 10
+    ) -> Iterator[np.ndarray]:
+        self.check_size(width, height, sample_bits)
+        stream = workdir / "decode.266"
+        stream.write_bytes(payload)
+        log = workdir / "vvdec.log"
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "vvc", "-i", str(stream),
+               "-f", "rawvideo", "-pix_fmt", "gray10le", "pipe:1"]
+        frame_bytes = width * height * 2
+        produced = 0
+        with open(log, "wb") as log_fh:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_fh)
+            try:
+                while True:
+                    data = proc.stdout.read(frame_bytes)
+                    if not data:
+                        break
+                    if len(data) != frame_bytes:
+                        raise CodecError(
+                            f"vvenc decoding gave a partial frame: the stream is not {width}x{height} 4:0:0 10-bit"
+                        )
+                    produced += 1
+                    if produced > num_frames:
+                        raise CodecError(f"the VVC stream holds more than the {num_frames} frames the header says")
+                    yield np.frombuffer(data, dtype="<u2").reshape(height, width).astype(np.uint16)
+                returncode = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+        if returncode != 0:
+            raise command_failure("vvenc decoding", cmd, log.read_text(errors="replace"), returncode)
+        if produced != num_frames:
+            raise CodecError(f"the VVC stream decoded to {produced} frames, the header says {num_frames}")
+
+    def describe(self) -> str:
+        return f"vvenc (libvvenc via {Path(ffmpeg_exe()).name})"

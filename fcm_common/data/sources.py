@@ -1,0 +1,172 @@
+"""Frame sources: a video file, a MOTChallenge sequence folder, or a folder of images.
+
+Every source yields RGB uint8 frames in order and knows its frame rate, frame count and frame
+size. A MOTChallenge folder (``img1/`` and/or ``seqinfo.ini``) also provides its ground truth
+(``gt/gt.txt``) and its ``seqinfo.ini``. Frames of a folder are taken in sorted file-name order
+and numbered 1, 2, ... by position (as JDE and the MPEG framework number them).
+
+Video files are decoded by the ffmpeg binary of ``imageio-ffmpeg`` to rgb24; the colour
+conversion is ffmpeg's, so a video gives pixels that may differ slightly from PNG frames extracted
+with another tool.
+"""
+
+from __future__ import annotations
+
+import configparser
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fcm_common.core.errors import FcmError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SourceError(FcmError, ValueError):
+    """An input that cannot be read as frames."""
+
+
+@dataclass
+class FrameSource:
+    """A sequence of frames and what is known about it."""
+
+    path: Path
+    kind: str  # "video", "mot" or "images"
+    name: str
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    image_files: list[Path] = field(default_factory=list)
+    gt_path: Path | None = None
+    seqinfo_path: Path | None = None
+    limit: int | None = None
+
+    @property
+    def length(self) -> int:
+        """Frames that :meth:`frames` yields (the source length, or the limit if smaller)."""
+        return self.num_frames if self.limit is None else min(self.num_frames, self.limit)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """RGB uint8 frames, in order."""
+        if self.kind == "video":
+            yield from self._video_frames()
+            return
+        for path in self.image_files[: self.length]:
+            yield read_image(path)
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        import imageio_ffmpeg
+
+        reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
+        meta = next(reader)
+        width, height = meta["size"]
+        count = 0
+        try:
+            for raw in reader:
+                if count >= self.length:
+                    break
+                yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+                count += 1
+        finally:
+            reader.close()
+        if count < self.length:
+            raise SourceError(f"{self.path}: video ended after {count} of {self.length} frames")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB uint8."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_seqinfo(path: Path) -> dict[str, str]:
+    """The ``[Sequence]`` section of a MOTChallenge ``seqinfo.ini``."""
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise SourceError(f"{path}: not a valid seqinfo.ini ({exc.__class__.__name__})") from None
+    if "Sequence" not in parser:
+        raise SourceError(f"{path}: no [Sequence] section")
+    return dict(parser["Sequence"])
+
+
+def _images_in(folder: Path, ext: str | None = None) -> list[Path]:
+    exts = (ext.lower(),) if ext else IMAGE_EXTENSIONS
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+
+
+def _image_source(path: Path, kind: str, files: list[Path], name: str, fps: float, **extra) -> FrameSource:
+    if not files:
+        raise SourceError(f"{path}: no image files found")
+    first = read_image(files[0])
+    return FrameSource(
+        path=path, kind=kind, name=name, fps=fps, num_frames=len(files),
+        width=first.shape[1], height=first.shape[0], image_files=files, **extra,
+    )
+
+
+def open_source(path: str | Path, fps: float | None = None, max_frames: int | None = None) -> FrameSource:
+    """Open a video, a MOTChallenge sequence folder or an image folder.
+
+    ``fps`` overrides the frame rate (needed for image folders without ``seqinfo.ini``, default
+    30); ``max_frames`` limits how many frames are read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"input not found: {path}")
+    if max_frames is not None and max_frames < 1:
+        raise SourceError(f"the frame limit must be at least 1, got {max_frames}")
+    if path.is_dir():
+        seqinfo = path / "seqinfo.ini"
+        if seqinfo.is_file() or (path / "img1").is_dir():
+            info = read_seqinfo(seqinfo) if seqinfo.is_file() else {}
+            img_dir = path / info.get("imdir", "img1")
+            if not img_dir.is_dir():
+                raise SourceError(f"{path}: image folder {img_dir.name}/ not found")
+            files = _images_in(img_dir, info.get("imext"))
+            rate = fps or float(info.get("framerate", 30))
+            gt = path / "gt" / "gt.txt"
+            source = _image_source(
+                path, "mot", files, info.get("name", path.name), rate,
+                gt_path=gt if gt.is_file() else None,
+                seqinfo_path=seqinfo if seqinfo.is_file() else None,
+                limit=max_frames,
+            )
+            declared = info.get("seqlength")
+            if declared is not None and int(declared) != len(files):
+                raise SourceError(f"{path}: seqinfo.ini says {declared} frames, {img_dir.name}/ has {len(files)}")
+            return source
+        return _image_source(path, "images", _images_in(path), path.name, fps or 30.0, limit=max_frames)
+    return _open_video(path, fps, max_frames)
+
+
+def _open_video(path: Path, fps: float | None, max_frames: int | None) -> FrameSource:
+    import imageio_ffmpeg
+
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        meta = next(reader)
+        reader.close()
+    except (RuntimeError, OSError, StopIteration) as exc:
+        raise SourceError(f"cannot read {path} as a video ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    width, height = meta["size"]
+    rate = fps or float(meta.get("fps") or 0)
+    if not rate:
+        raise SourceError(f"{path}: the video has no frame rate; pass one")
+    try:
+        num_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (RuntimeError, OSError) as exc:
+        raise SourceError(f"cannot count the frames of {path} ({exc})") from None
+    if num_frames < 1:
+        raise SourceError(f"{path}: the video has no frames")
+    return FrameSource(
+        path=path, kind="video", name=path.stem, fps=rate, num_frames=num_frames,
+        width=width, height=height, limit=max_frames,
+    )

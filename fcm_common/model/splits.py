@@ -1,0 +1,73 @@
+"""The three MPEG FCM split points of JDE-1088x608.
+
+A split point is the set of layers whose outputs cross from the encoder side (NN part 1) to the
+decoder side (NN part 2). Indices are 0-based Darknet layer indices (``[net]`` not counted) and
+name the *output* of that layer. The order is the order MPEG lists them in (and the order of the
+tensors returned by :meth:`fcm_common.model.jde.JDE.forward_part1`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fcm_common.core.errors import FcmError
+
+
+@dataclass(frozen=True)
+class SplitPoint:
+    name: str
+    layers: tuple[int, int, int]
+    # (C, H, W) of each tensor at the 1088x608 network input, in `layers` order.
+    shapes_1088x608: tuple[tuple[int, int, int], ...]
+    # Channels of the single-scale tensor advMSFC fuses them into (at the 19x34 grid).
+    fused_channels: int
+    description: str
+    # Downsampling factor of each tensor relative to the network input, in `layers` order.
+    strides: tuple[int, int, int] = (32, 16, 8)
+
+    def shapes(self, input_width: int = 1088, input_height: int = 608) -> list[tuple[int, int, int]]:
+        """(C, H, W) of each tensor for a network input of the given size."""
+        return [(c, input_height // s, input_width // s) for (c, _, _), s in zip(self.shapes_1088x608, self.strides)]
+
+
+SPLITS: dict[str, SplitPoint] = {
+    "dn53": SplitPoint(
+        "dn53",
+        (36, 61, 74),
+        ((256, 76, 136), (512, 38, 68), (1024, 19, 34)),
+        1024,
+        "end of the stride-8/16/32 Darknet-53 stages (residual adds)",
+        (8, 16, 32),
+    ),
+    "alt1": SplitPoint(
+        "alt1",
+        (75, 90, 105),
+        ((512, 19, 34), (256, 38, 68), (128, 76, 136)),
+        512,
+        "first 1x1 conv of each of the three heads",
+    ),
+    "backbone": SplitPoint(
+        "backbone",
+        (84, 99, 114),
+        ((536, 19, 34), (536, 38, 68), (536, 76, 136)),
+        536,
+        "inputs of the three prediction (YOLO) layers: 24 detection + 512 embedding channels",
+    ),
+}
+
+SPLIT_NAMES = tuple(SPLITS)
+SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}  # as signalled in the bitstream
+
+
+class SplitError(FcmError, ValueError):
+    """An unknown split name."""
+
+
+def get_split(name: str | SplitPoint) -> SplitPoint:
+    """Look a split point up by name (case-insensitive)."""
+    if isinstance(name, SplitPoint):
+        return name
+    key = str(name).strip().lower()
+    if key not in SPLITS:
+        raise SplitError(f"unknown split '{name}' (choose from {', '.join(SPLIT_NAMES)})")
+    return SPLITS[key]

@@ -1,0 +1,1 @@
+"""advMSFC: the MSFF/MSFR networks, their checkpoints, the QACT tables, and SLS training."""

@@ -1,0 +1,123 @@
+"""advMSFC checkpoints: the model with everything needed to use it safely.
+
+A checkpoint records the split point, the architecture (channel count included), the feature
+statistics (inside the state dict), the code range used for quantisation, the QACT table, the
+identifier of the JDE weights it was trained against, the training settings, and, for resuming,
+the optimiser state and step. Its *model identifier* (in every advmsfc bitstream) is derived from
+the architecture and weights. Loading refuses a checkpoint made for another split or other JDE
+weights, with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fcm_common.core.atomic import atomic_path
+from fcm_common.core.errors import FcmError
+from fcm_common.model.splits import get_split
+from fcm_common.msfc.networks import AdvMSFC, MSFCArch, MSFCConfigError, scale_order
+from fcm_common.msfc.qact import QACTTable
+
+FORMAT = "fcm-advmsfc"
+VERSION = 1
+
+
+class CheckpointError(FcmError, ValueError):
+    """An advMSFC checkpoint that cannot be used here."""
+
+
+@dataclass
+class MSFCCheckpoint:
+    split: str
+    model: AdvMSFC
+    jde_weights_id: str
+    qact: QACTTable
+    code_range: tuple[float, float] | None = None
+    training: dict = field(default_factory=dict)
+    step: int = 0
+    optimizer_state: dict | None = None
+    generator_state: torch.Tensor | None = None
+
+    @property
+    def model_id(self) -> str:
+        return model_digest(self.model)
+
+
+def model_digest(model: AdvMSFC) -> str:
+    """sha256 over the architecture and every tensor of the state dict (hex)."""
+    digest = hashlib.sha256(json.dumps(model.arch.to_dict(), sort_keys=True).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | Path, ckpt: MSFCCheckpoint) -> None:
+    """Write atomically (a crash never leaves half a checkpoint)."""
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "split": ckpt.split,
+        "arch": ckpt.model.arch.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()},
+        "model_id": ckpt.model_id,
+        "jde_weights_id": ckpt.jde_weights_id,
+        "qact": ckpt.qact.to_dict(),
+        "code_range": list(ckpt.code_range) if ckpt.code_range else None,
+        "training": ckpt.training,
+        "step": ckpt.step,
+        "optimizer": ckpt.optimizer_state,
+        "generator": ckpt.generator_state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def load_checkpoint(
+    path: str | Path, split: str | None = None, jde_weights_id: str | None = None, device="cpu"
+) -> MSFCCheckpoint:
+    """Read and check a checkpoint; ``split``/``jde_weights_id`` given = must match."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"advMSFC model not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"cannot read {path} as an advMSFC checkpoint (not one, or damaged)") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an advMSFC checkpoint (no '{FORMAT}' format tag)")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported (expected {VERSION})")
+    ck_split = data["split"]
+    if split is not None and get_split(split).name != ck_split:
+        raise CheckpointError(f"{path} was trained for split '{ck_split}', not '{get_split(split).name}'")
+    if jde_weights_id is not None and data["jde_weights_id"] != jde_weights_id:
+        raise CheckpointError(
+            f"{path} was trained against JDE weights {data['jde_weights_id'][:16]}..., these are {jde_weights_id[:16]}...: "
+            "retrain it for these weights (fcm-train)"
+        )
+    try:
+        arch = MSFCArch.from_dict(data["arch"])
+        model = AdvMSFC(arch, scale_order(ck_split))
+        model.load_state_dict(data["state_dict"])
+    except (MSFCConfigError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: the weights do not fit the recorded architecture ({str(exc).splitlines()[0]})") from None
+    if model_digest(model) != data["model_id"]:
+        raise CheckpointError(f"{path}: the weights do not match the recorded model identifier (damaged file)")
+    model.eval().requires_grad_(False)
+    return MSFCCheckpoint(
+        split=ck_split,
+        model=model.to(device),
+        jde_weights_id=data["jde_weights_id"],
+        qact=QACTTable.from_dict(data["qact"]),
+        code_range=tuple(data["code_range"]) if data.get("code_range") else None,
+        training=data.get("training") or {},
+        step=int(data.get("step", 0)),
+        optimizer_state=data.get("optimizer"),
+        generator_state=data.get("generator"),
+    )

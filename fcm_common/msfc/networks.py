@@ -1,0 +1,230 @@
+"""advMSFC networks: multi-scale feature fusion (MSFF) and reconstruction (MSFR).
+
+MSFF turns the three tensors of a JDE split point into one tensor at the coarsest grid; its last
+layer is a linear 1x1 projection whose channels the Selective Learning Strategy (SLS) orders by
+importance, so that the first k channels carry the most. MSFR rebuilds the three tensors from the
+first k channels, the others zero-filled. Architectures come from ``cfg/advmsfc.toml`` (one
+template, per-split widths); the design follows ``research/msfc.md`` section 7.
+
+Tensors are handled by stride (finest = stride 8, middle = 16, coarsest = 32 at 1088x608); the
+module maps them from and back to the split's own layer order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcm_common.core.errors import FcmError
+from fcm_common.core.resources import cfg_file, read_toml
+from fcm_common.model.splits import get_split
+
+ARCH_FILE = "advmsfc.toml"
+
+
+class MSFCConfigError(FcmError, ValueError):
+    """An unusable advMSFC architecture description."""
+
+
+@dataclass(frozen=True)
+class MSFCArch:
+    """Widths of one advMSFC model; ``in_channels`` are the split tensors' (finest, middle, coarsest)."""
+
+    in_channels: tuple[int, int, int]
+    fused_channels: int
+    msff_widths: tuple[int, int]
+    msfr_widths: tuple[int, int, int]
+    se_reduction: int = 16
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MSFCArch:
+        try:
+            return cls(
+                in_channels=tuple(int(v) for v in d["in_channels"]),
+                fused_channels=int(d["fused_channels"]),
+                msff_widths=tuple(int(v) for v in d["msff_widths"]),
+                msfr_widths=tuple(int(v) for v in d["msfr_widths"]),
+                se_reduction=int(d.get("se_reduction", 16)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MSFCConfigError(f"invalid advMSFC architecture ({exc})") from None
+
+
+def scale_order(split: str) -> list[int]:
+    """Positions, in split-layer order, of the finest, middle and coarsest tensor."""
+    strides = get_split(split).strides
+    return sorted(range(3), key=lambda i: strides[i])
+
+
+def arch_for_split(split: str, path=None) -> MSFCArch:
+    """The architecture of ``cfg/advmsfc.toml`` (or ``path``) for a split point."""
+    sp = get_split(split)
+    source = path or cfg_file(ARCH_FILE)
+    table = read_toml(source, "advMSFC architecture file", MSFCConfigError)
+    if sp.name not in table:
+        raise MSFCConfigError(f"{source} has no [{sp.name}] table")
+    entry = dict(table[sp.name])
+    order = scale_order(sp.name)
+    entry["in_channels"] = [sp.shapes_1088x608[i][0] for i in order]
+    arch = MSFCArch.from_dict(entry)
+    if arch.fused_channels != sp.fused_channels:
+        raise MSFCConfigError(f"{source}: [{sp.name}] fused_channels must be {sp.fused_channels}")
+    return arch
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.1)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+class Bottleneck(nn.Module):
+    """1x1 down to c/2, 3x3, 1x1 back to c, plus identity."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        h = max(c // 2, 1)
+        self.body = nn.Sequential(_conv(c, h, 1), _act(), _conv(h, h, 3), _act(), _conv(h, c, 1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int, reduction: int):
+        super().__init__()
+        h = max(c // reduction, 4)
+        self.fc = nn.Sequential(nn.Linear(c, h), nn.ReLU(), nn.Linear(h, c), nn.Sigmoid())
+
+    def forward(self, x):
+        w = self.fc(x.mean(dim=(2, 3)))
+        return x * w[:, :, None, None]
+
+
+class MSFF(nn.Module):
+    """(finest, middle, coarsest) standardised tensors -> code y at the coarsest grid."""
+
+    def __init__(self, arch: MSFCArch):
+        super().__init__()
+        c8, c16, c32 = arch.in_channels
+        f16, f32 = arch.msff_widths
+        c = arch.fused_channels
+        self.down8 = nn.Sequential(_conv(c8, f16, 3, 2), _act())
+        self.merge16 = nn.Sequential(_conv(f16 + c16, f16, 1), _act(), Bottleneck(f16))
+        self.down16 = nn.Sequential(_conv(f16, f32, 3, 2), _act())
+        self.attention = SqueezeExcite(f32 + c32, arch.se_reduction)
+        self.fuse = nn.Sequential(_conv(f32 + c32, c, 1), _act(), _conv(c, c, 3), _act())
+        self.project = _conv(c, c, 1)  # linear: the channels SLS orders
+
+    def forward(self, x8, x16, x32):
+        h = self.merge16(torch.cat([self.down8(x8), x16], 1))
+        h = self.attention(torch.cat([self.down16(h), x32], 1))
+        return self.project(self.fuse(h))
+
+
+class MSFR(nn.Module):
+    """code (truncated, zero-filled) -> standardised (finest, middle, coarsest) tensors."""
+
+    def __init__(self, arch: MSFCArch):
+        super().__init__()
+        c8, c16, c32 = arch.in_channels
+        w8, w16, w32 = arch.msfr_widths
+        c = arch.fused_channels
+        self.enter = nn.Sequential(_conv(c, w32, 3), _act(), Bottleneck(w32))
+        self.out32 = _conv(w32, c32, 3)
+        self.up16 = nn.Sequential(_conv(w32, 4 * w16, 1), nn.PixelShuffle(2), _act())
+        self.skip16 = _conv(c32, w16, 1)
+        self.body16 = Bottleneck(w16)
+        self.out16 = _conv(w16, c16, 3)
+        self.up8 = nn.Sequential(_conv(w16, 4 * w8, 1), nn.PixelShuffle(2), _act())
+        self.skip8 = _conv(c16, w8, 1)
+        self.body8 = Bottleneck(w8)
+        self.out8 = _conv(w8, c8, 3)
+
+    def forward(self, y):
+        h32 = self.enter(y)
+        x32 = self.out32(h32)
+        h16 = self.body16(self.up16(h32) + F.interpolate(self.skip16(x32), scale_factor=2, mode="nearest"))
+        x16 = self.out16(h16)
+        h8 = self.body8(self.up8(h16) + F.interpolate(self.skip8(x16), scale_factor=2, mode="nearest"))
+        return self.out8(h8), x16, x32
+
+
+class AdvMSFC(nn.Module):
+    """MSFF + MSFR with per-channel feature standardisation, in the split's tensor order."""
+
+    def __init__(self, arch: MSFCArch, order: Sequence[int] = (0, 1, 2)):
+        super().__init__()
+        self.arch = arch
+        self.order = tuple(order)  # split positions of finest, middle, coarsest
+        self.msff = MSFF(arch)
+        self.msfr = MSFR(arch)
+        for name, c in zip(("8", "16", "32"), arch.in_channels):
+            self.register_buffer(f"mean{name}", torch.zeros(c))
+            self.register_buffer(f"std{name}", torch.ones(c))
+
+    @property
+    def fused_channels(self) -> int:
+        return self.arch.fused_channels
+
+    def _stats(self):
+        return [(self.mean8, self.std8), (self.mean16, self.std16), (self.mean32, self.std32)]
+
+    def set_statistics(self, means: Sequence[torch.Tensor], stds: Sequence[torch.Tensor]) -> None:
+        """Per-channel mean and standard deviation of (finest, middle, coarsest)."""
+        with torch.no_grad():
+            for (m, s), mean, std in zip(self._stats(), means, stds):
+                m.copy_(mean)
+                s.copy_(std.clamp(min=1e-6))
+
+    def by_scale(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [features[i] for i in self.order]
+
+    def standardise(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Split-order tensors -> standardised (finest, middle, coarsest)."""
+        return [(x - m[:, None, None]) / s[:, None, None] for x, (m, s) in zip(self.by_scale(features), self._stats())]
+
+    def destandardise(self, scaled: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Standardised (finest, middle, coarsest) -> split-order tensors."""
+        out: list[torch.Tensor | None] = [None, None, None]
+        for pos, x, (m, s) in zip(self.order, scaled, self._stats()):
+            out[pos] = x * s[:, None, None] + m[:, None, None]
+        return out  # type: ignore[return-value]
+
+    def encode(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Split tensors -> code y (B, C, H/32, W/32), channels ordered by importance."""
+        return self.msff(*self.standardise(features))
+
+    def decode(self, code: torch.Tensor) -> list[torch.Tensor]:
+        """Code (zero-filled beyond the kept channels) -> split tensors."""
+        return self.destandardise(self.msfr(code))
+
+    @staticmethod
+    def zero_fill(kept: torch.Tensor, channels: int) -> torch.Tensor:
+        """The first k channels -> all C channels, the rest zero (as SLS trained MSFR to expect)."""
+        k = kept.shape[1]
+        if k > channels:
+            raise ValueError(f"{k} kept channels exceed the code's {channels}")
+        if k == channels:
+            return kept
+        pad = kept.new_zeros(kept.shape[0], channels - k, *kept.shape[2:])
+        return torch.cat([kept, pad], 1)
+
+    def forward(self, features: Sequence[torch.Tensor], keep: int | None = None) -> list[torch.Tensor]:
+        y = self.encode(features)
+        if keep is not None:
+            y = self.zero_fill(y[:, :keep], y.shape[1])
+        return self.decode(y)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
