@@ -18,6 +18,7 @@ def cfg_file(name: str) -> Path:
 
 
 DEFAULT_JDE_CFG = "jde_1088x608.cfg"
+BUNDLED_JDE_CFG = "jde_576x320.cfg"  # the network fcm ships trained weights for (docs/models.md)
 
 
 def read_toml(path: str | Path, what: str, error: type[FcmError] = FcmError) -> dict:

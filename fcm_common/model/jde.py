@@ -29,7 +29,9 @@ from torch import nn
 
 from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import DEFAULT_JDE_CFG, cfg_file
-from fcm_common.model.darknet_cfg import CfgError, LayerDef, NetworkCfg, parse_cfg
+from fcm_common.data.synthetic import render_sequence
+from fcm_common.model.darknet_cfg import CfgError, LayerDef, NetworkCfg, parse_cfg, parse_cfg_text
+from fcm_common.model.preprocess import preprocess
 from fcm_common.model.splits import SplitPoint, get_split
 
 IMAGE = -1  # pseudo layer index of the network input
@@ -370,9 +372,6 @@ CALIBRATION_SIZE = (544, 320)  # (W, H) of the calibration picture: small, so it
 
 def _calibration_batch(seed: int) -> torch.Tensor:
     """One letterboxed synthetic street-like picture (see fcm_common.data.synthetic)."""
-    from fcm_common.data.synthetic import render_sequence
-    from fcm_common.model.preprocess import preprocess
-
     width, height = CALIBRATION_SIZE
     frames, _ = render_sequence(num_frames=1, width=width, height=width * 9 // 16, seed=seed)
     return preprocess(frames[0], width, height)[0][None]
@@ -441,8 +440,9 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of a JDE checkpoint (``ckpt['model']``, or a bare state dict)."""
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict of a JDE checkpoint (``ckpt['model']``, or a bare state dict) and the Darknet
+    cfg text it carries (``ckpt['fcm']['cfg']``, written by fcm-train-jde; None for official files)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -461,7 +461,11 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} holds no JDE state dict (expected a dict with a 'model' entry)")
-    return state
+    extra = ckpt.get("fcm") if isinstance(ckpt, dict) else None
+    cfg_text = extra.get("cfg") if isinstance(extra, dict) else None
+    if cfg_text is not None and not isinstance(cfg_text, str):
+        raise WeightsError(f"{path}: the cfg recorded in the checkpoint is not text")
+    return state, cfg_text
 
 
 def load_state(model: JDE, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -495,15 +499,23 @@ def load_jde(
     """Build JDE from its cfg and load weights.
 
     ``weights=None`` gives seeded random weights (for tests and smoke runs); otherwise a path to
-    the official checkpoint (or any file whose ``['model']`` has the same keys). The model is
-    returned in eval mode with gradients off; ``model.weights_id`` identifies the weights.
+    the official checkpoint (or any file whose ``['model']`` has the same keys). A checkpoint written
+    by fcm-train-jde carries its cfg, which is used unless ``cfg`` is given; other checkpoints get
+    ``cfg`` or the JDE-1088x608 cfg. The model is returned in eval mode with gradients off;
+    ``model.weights_id`` identifies the weights.
     """
-    net_cfg = parse_cfg(cfg if cfg is not None else cfg_file(DEFAULT_JDE_CFG))
+    state, carried_cfg = read_checkpoint(weights) if weights is not None else (None, None)
+    if cfg is not None:
+        net_cfg = parse_cfg(cfg)
+    elif carried_cfg is not None:
+        net_cfg = parse_cfg_text(carried_cfg, Path(f"{weights} (recorded cfg)"))
+    else:
+        net_cfg = parse_cfg(cfg_file(DEFAULT_JDE_CFG))
     model = JDE(net_cfg)
-    if weights is None:
+    if state is None:
         _randomize(model, seed)
     else:
-        load_state(model, read_checkpoint(weights), source=str(weights))
+        load_state(model, state, source=str(weights))
     model.weights_id = weights_digest(model)
     model.eval().requires_grad_(False)
     return model.to(device)

@@ -1,0 +1,142 @@
+"""``fcm-train-jde``: train a JDE-family network on labelled sequences and teacher-labelled footage."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from fcm_common.cli.report import evaluate
+from fcm_common.cli.support import FcmCommand, print_table, progress, stderr_console
+from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.errors import FcmError
+from fcm_common.core.resources import BUNDLED_JDE_CFG, cfg_file
+from fcm_common.data.sources import open_source
+from fcm_common.jde_training.data import TeacherSettings, gather_training_data
+from fcm_common.jde_training.samples import SequenceSpec
+from fcm_common.jde_training.trainer import JDETrainer, JDETrainSettings, StepLog, load_training_checkpoint
+from fcm_common.model.jde import JDE, load_state, weights_digest
+from fcm_common.tracking.sequence import track_source
+
+
+def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str, float]:
+    """MOTA / IDF1 of the network with the fcm tracker on validation sequences (pooled)."""
+    eval_model = JDE(model.cfg).to(device)
+    load_state(eval_model, {k: v for k, v in model.state_dict().items()})
+    eval_model.eval().requires_grad_(False)
+    items = []
+    for folder in folders:
+        source = open_source(folder)
+        seq = track_source(eval_model, source, device)
+        items.append((source.name, source.gt_path, seq.rows, source.seqinfo_path))
+    summary = evaluate(items, "hieve")
+    row = summary.loc["OVERALL"] if "OVERALL" in summary.index else summary.iloc[0]
+    return {k: float(row[k]) for k in ("MOTA", "IDF1", "FP", "FN", "IDs")}
+
+
+@click.command(name="fcm-train-jde", cls=FcmCommand)
+@click.argument("sequences", metavar="SEQ[:FIRST-LAST]...", nargs=-1)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (and --resume).")
+@click.option("--cfg", "cfg_path", type=click.Path(path_type=Path), help="Darknet cfg (default: the bundled JDE-576x320 cfg).")
+@click.option("--teacher-video", "footage", multiple=True, type=click.Path(path_type=Path),
+              help="Unlabelled footage to label with the teachers (repeatable).")
+@click.option("--teacher-detector", type=click.Path(path_type=Path), help="YOLOX ONNX person detector.")
+@click.option("--teacher-embedder", type=click.Path(path_type=Path), help="OSNet ONNX person embedder (distilled into the embedding).")
+@click.option("--teacher-score", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Teacher box score threshold.")
+@click.option("--teacher-step", type=click.IntRange(min=1), default=5, show_default=True, help="Label every N-th frame of the footage.")
+@click.option("--label-cache", type=click.Path(path_type=Path), help="Folder for teacher labels (default: OUTPUT.labels/).")
+@click.option("--val", "val_folders", multiple=True, type=click.Path(path_type=Path),
+              help="MOTChallenge sequence with gt to report MOTA on at checkpoints (repeatable; never trained on).")
+@click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=300, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
+@click.option("--distill-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the OSNet appearance-distillation term (needs --teacher-embedder).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for torch (0: torch's default).")
+@click.option("--resume", is_flag=True, help="Continue OUTPUT from its last checkpoint.")
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score, teacher_step,
+         label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup, weight_decay, distill_weight,
+         checkpoint_every, seed, threads, resume, device):
+    """Train JDE from scratch on MOTChallenge SEQuences (frames FIRST..LAST only, if given) and footage."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    if output.exists() and not resume:
+        raise FcmError(f"{output} exists: pass --resume to continue it, or another -o")
+    if resume and not output.is_file():
+        raise FcmError(f"cannot resume: {output} not found")
+    for folder in val_folders:
+        if open_source(folder).gt_path is None:
+            raise FcmError(f"validation sequence {folder} has no gt/gt.txt")
+    cfg_text = (cfg_path or cfg_file(BUNDLED_JDE_CFG)).read_text()
+    teacher = TeacherSettings(teacher_detector, teacher_embedder, teacher_score, teacher_step) if teacher_detector else None
+    dev = resolve_device(device)
+    specs = [SequenceSpec.parse(s) for s in sequences]
+    with progress() as bar:
+        task = bar.add_task("labelling footage" if footage else "loading", total=None)
+        data = gather_training_data(specs, list(footage), teacher, label_cache or output.with_suffix(".labels"),
+                                    lambda n: bar.advance(task, n))
+    print_table("training data", ["source", "pictures", "boxes"], data.summary)
+    settings = JDETrainSettings(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup=warmup,
+                                weight_decay=weight_decay, distill_weight=distill_weight, seed=seed,
+                                checkpoint_every=checkpoint_every)
+    trainer = JDETrainer(cfg_text, data.images, data.num_ids, settings, dev)
+    if resume:
+        trainer.restore(load_training_checkpoint(output))
+        if trainer.step >= steps:
+            raise FcmError(f"{output} has already done {trainer.step} steps; ask for more with --steps")
+        stderr_console.print(f"resuming {output} at step {trainer.step}")
+    log_path = output.with_suffix(".log.jsonl")
+    params = sum(p.numel() for p in trainer.model.parameters())
+    stderr_console.print(f"{params / 1e6:.2f} M parameters, {len(data.images)} pictures, {data.num_ids} identities; log: {log_path}")
+
+    recent: list[StepLog] = []
+    results: list[dict] = []
+
+    def on_step(log: StepLog) -> None:
+        recent.append(log)
+        del recent[:-settings.log_every]
+        mean = {k: sum(getattr(r, k) for r in recent) / len(recent) for k in ("loss", "box", "conf", "ident", "distill")}
+        bar.update(task, completed=log.step, description=(
+            f"training loss {mean['loss']:.3f} box {mean['box']:.4f} conf {mean['conf']:.4f} "
+            f"id {mean['ident']:.3f} distill {mean['distill']:.3f}"))
+        if log.step % settings.log_every == 0:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"step": log.step, "lr": log.lr, **mean,
+                                     "s_per_step": sum(r.seconds for r in recent) / len(recent)}) + "\n")
+
+    def on_checkpoint(step: int) -> None:
+        if val_folders and (step % val_every == 0 or step == steps):
+            trainer.model.eval()
+            scores = validate(trainer.model, list(val_folders), dev)
+            trainer.model.train()
+            results.append({"step": step, **scores})
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"step": step, "validation": scores}) + "\n")
+            stderr_console.print(f"step {step}: validation MOTA {scores['MOTA']:.4f} IDF1 {scores['IDF1']:.4f}")
+
+    began = time.perf_counter()
+    try:
+        with progress() as bar:
+            task = bar.add_task("training", total=steps, completed=trainer.step)
+            trainer.run(output, on_step, on_checkpoint)
+    except KeyboardInterrupt:
+        trainer.save(output)
+        raise FcmError(f"interrupted at step {trainer.step}; saved {output}, continue with --resume") from None
+    trainer.model.eval()
+    print_table(f"fcm-train-jde: {trainer.step} steps in {time.perf_counter() - began:.0f} s -> {output}",
+                ["parameters", "identities", "weights id"],
+                [[params, data.num_ids, weights_digest(trainer.model)[:16]]])
+    if results:
+        print_table("validation (fcm tracker)", ["step", "MOTA", "IDF1", "FP", "FN", "IDs"],
+                    [[r["step"], r["MOTA"], r["IDF1"], int(r["FP"]), int(r["FN"]), int(r["IDs"])] for r in results])
