@@ -56,3 +56,31 @@ def test_bad_inputs(tmp_path):
     src = open_source(seq)
     with pytest.raises(SourceError, match="cannot read image"):
         list(src.frames())
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("frameRate=abc", "seqinfo.ini:4: frameRate=abc is not a positive number"),
+        ("frameRate=nan", "seqinfo.ini:4: frameRate=nan is not a positive number"),
+        ("frameRate=0", "seqinfo.ini:4: frameRate=0 is not a positive number"),
+        ("seqLength=two", "seqinfo.ini:4: seqLength=two is not a positive integer"),
+        ("imWidth=-3", "seqinfo.ini:4: imWidth=-3 is not a positive integer"),
+    ],
+)
+def test_bad_seqinfo_names_file_line_and_field(tmp_path, line, message):
+    seq = write_mot_sequence(tmp_path / "S", num_frames=2, width=64, height=48)
+    lines = [entry for entry in (seq / "seqinfo.ini").read_text().splitlines()
+             if entry.split("=")[0] != line.split("=")[0]]
+    lines.insert(3, line)
+    (seq / "seqinfo.ini").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceError) as info:
+        open_source(seq)
+    assert message in str(info.value) and str(seq) in str(info.value)
+
+
+def test_seqinfo_that_is_not_an_ini_file(tmp_path):
+    seq = write_mot_sequence(tmp_path / "S", num_frames=2, width=64, height=48)
+    (seq / "seqinfo.ini").write_text("seqLength=2\n")
+    with pytest.raises(SourceError, match="not a valid seqinfo.ini"):
+        open_source(seq)

@@ -13,11 +13,13 @@ with another tool.
 from __future__ import annotations
 
 import configparser
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import imageio_ffmpeg
 import numpy as np
 
 from fcm_common.core.errors import FcmError
@@ -59,8 +61,6 @@ class FrameSource:
             yield read_image(path)
 
     def _video_frames(self) -> Iterator[np.ndarray]:
-        import imageio_ffmpeg
-
         reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
         meta = next(reader)
         width, height = meta["size"]
@@ -86,15 +86,79 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_seqinfo(path: Path) -> dict[str, str]:
-    """The ``[Sequence]`` section of a MOTChallenge ``seqinfo.ini``."""
-    parser = configparser.ConfigParser()
+    """The ``[Sequence]`` section of a MOTChallenge ``seqinfo.ini`` (keys in lower case), validated.
+
+    The fields fcm uses must be well formed: ``frameRate`` a positive number, ``seqLength``,
+    ``imWidth`` and ``imHeight`` positive integers; a bad one is refused with the file, its line and
+    the field named.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path, encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
+        parser.read_string(text, source=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}: cannot read seqinfo.ini ({exc.__class__.__name__})") from None
     except configparser.Error as exc:
-        raise SourceError(f"{path}: not a valid seqinfo.ini ({exc.__class__.__name__})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise SourceError(f"{path}: not a valid seqinfo.ini ({first})") from None
     if "Sequence" not in parser:
         raise SourceError(f"{path}: no [Sequence] section")
-    return dict(parser["Sequence"])
+    info = dict(parser["Sequence"])
+    for key, check in SEQINFO_FIELDS.items():
+        if key in info:
+            check(info[key], path, text, key)
+    return info
+
+
+def _seqinfo_line(text: str, key: str) -> int | None:
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        name, sep, _ = line.partition("=")
+        if not sep:
+            name, sep, _ = line.partition(":")
+        if sep and name.strip().lower() == key:
+            return lineno
+    return None
+
+
+def _bad_seqinfo(path: Path, text: str, key: str, value: str, what: str) -> SourceError:
+    lineno = _seqinfo_line(text, key)
+    where = f"{path}:{lineno}" if lineno else str(path)
+    return SourceError(f"{where}: {SEQINFO_NAMES[key]}={value!s} is not {what}")
+
+
+def _positive_number(value: str, path: Path, text: str, key: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise _bad_seqinfo(path, text, key, value, "a positive number")
+    return number
+
+
+def _positive_integer(value: str, path: Path, text: str, key: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise _bad_seqinfo(path, text, key, value, "a positive integer") from None
+    if number < 1:
+        raise _bad_seqinfo(path, text, key, value, "a positive integer")
+    return number
+
+
+SEQINFO_NAMES = {"framerate": "frameRate", "seqlength": "seqLength", "imwidth": "imWidth", "imheight": "imHeight"}
+SEQINFO_FIELDS = {
+    "framerate": _positive_number,
+    "seqlength": _positive_integer,
+    "imwidth": _positive_integer,
+    "imheight": _positive_integer,
+}
+
+
+def seqinfo_length(path: Path) -> int | None:
+    """``seqLength`` of a ``seqinfo.ini`` (validated), or None when it has none."""
+    value = read_seqinfo(path).get("seqlength")
+    return None if value is None else int(value.strip())
 
 
 def _images_in(folder: Path, ext: str | None = None) -> list[Path]:
@@ -131,7 +195,7 @@ def open_source(path: str | Path, fps: float | None = None, max_frames: int | No
             if not img_dir.is_dir():
                 raise SourceError(f"{path}: image folder {img_dir.name}/ not found")
             files = _images_in(img_dir, info.get("imext"))
-            rate = fps or float(info.get("framerate", 30))
+            rate = fps or float(info.get("framerate", 30))  # validated by read_seqinfo
             gt = path / "gt" / "gt.txt"
             source = _image_source(
                 path, "mot", files, info.get("name", path.name), rate,
@@ -140,7 +204,7 @@ def open_source(path: str | Path, fps: float | None = None, max_frames: int | No
                 limit=max_frames,
             )
             declared = info.get("seqlength")
-            if declared is not None and int(declared) != len(files):
+            if declared is not None and int(declared.strip()) != len(files):
                 raise SourceError(f"{path}: seqinfo.ini says {declared} frames, {img_dir.name}/ has {len(files)}")
             return source
         return _image_source(path, "images", _images_in(path), path.name, fps or 30.0, limit=max_frames)
@@ -148,8 +212,6 @@ def open_source(path: str | Path, fps: float | None = None, max_frames: int | No
 
 
 def _open_video(path: Path, fps: float | None, max_frames: int | None) -> FrameSource:
-    import imageio_ffmpeg
-
     try:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import imageio_ffmpeg
 import numpy as np
 
 
@@ -101,8 +102,8 @@ def write_mot_sequence(
         cv2.imwrite(str(folder / "img1" / f"{i:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     with open(folder / "gt" / "gt.txt", "w") as fh:
         for f, tid, x, y, w, h in truth:
-            # MOTChallenge gt: conf/mark 1, class 1 (pedestrian), visibility 1
-            fh.write(f"{f},{tid},{x:.0f},{y:.0f},{w:.0f},{h:.0f},1,1,1\n")
+            # MOTChallenge gt: 1-based pixels, conf/mark 1, class 1 (pedestrian), visibility 1
+            fh.write(f"{f},{tid},{x + 1:.0f},{y + 1:.0f},{w:.0f},{h:.0f},1,1,1\n")
     (folder / "seqinfo.ini").write_text(
         "[Sequence]\n"
         f"name={name or folder.name}\n"
@@ -118,8 +119,6 @@ def write_mot_sequence(
 
 def write_video(path: str | Path, num_frames: int = 8, width: int = 640, height: int = 360, fps: float = 30, seed: int = 0) -> Path:
     """Write the synthetic sequence as a losslessly coded video (FFV1 in .mkv, or .avi/.mp4 by name)."""
-    import imageio_ffmpeg
-
     path = Path(path)
     frames, _ = render_sequence(num_frames, width, height, seed=seed)
     codec = "libx264rgb" if path.suffix == ".mp4" else "ffv1"
