@@ -108,8 +108,9 @@ def detect_mode(gt_path: str | Path) -> str:
     TVD sequences (a folder named ``TVD-*`` or ``tvd_tracking``) keep the framework's TVD rules,
     HiEve sequences (a folder whose name contains ``hieve``) the framework's HiEve rules, for
     parity with MPEG's numbers; every other sequence is scored as the MOTChallenge devkit scores it.
+    The three folders above the file are looked at (``<dataset>/<sequence>/gt/gt.txt``).
     """
-    parts = [p.lower() for p in Path(gt_path).resolve().parts[:-1]]
+    parts = [p.lower() for p in Path(gt_path).resolve().parts[:-1][-3:]]
     if any(re.fullmatch(r"tvd[-_].*", p) for p in parts):
         return "tvd"
     if any("hieve" in p for p in parts):
