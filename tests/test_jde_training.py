@@ -15,7 +15,12 @@ from fcm_common.jde_training.augment import Jitter, make_sample
 from fcm_common.jde_training.losses import UncertaintyWeights, embedding_scale, head_loss
 from fcm_common.jde_training.samples import LabelledImage, SequenceSpec, read_training_gt
 from fcm_common.jde_training.targets import build_head_targets
-from fcm_common.jde_training.trainer import JDETrainer, JDETrainSettings, load_training_checkpoint
+from fcm_common.jde_training.trainer import (
+    JDETrainer,
+    JDETrainSettings,
+    export_for_inference,
+    load_training_checkpoint,
+)
 from fcm_common.model.jde import load_jde
 
 ANCHORS = torch.tensor([[2.0, 4.0], [1.0, 1.0]])  # grid units
@@ -201,3 +206,20 @@ def test_checkpoints_resume_and_load_in_the_tools(tiny_cfg_text, tmp_path):
     x = torch.rand(1, 3, 64, 128)
     with torch.inference_mode():
         assert a(x).shape == (1, 4 * (2 * 4 + 4 * 8 + 8 * 16), 6 + 16)
+
+
+def test_export_keeps_only_inference_weights_in_half_precision(tiny_cfg_text, tmp_path):
+    settings = JDETrainSettings(steps=2, batch_size=2, warmup=1)
+    trainer = JDETrainer(tiny_cfg_text, _synthetic_images(), 5, settings, torch.device("cpu"))
+    trainer.run(tmp_path / "run.pt")
+    size = export_for_inference(load_training_checkpoint(tmp_path / "run.pt"), tmp_path / "small.pt")
+    assert size < (tmp_path / "run.pt").stat().st_size / 3
+    exported = torch.load(tmp_path / "small.pt", weights_only=True)
+    assert all(v.dtype in (torch.float16, torch.int64) for v in exported["model"].values())
+    assert not any("classifier" in k or "yolo_" in k for k in exported["model"])
+    full, half = load_jde(tmp_path / "run.pt"), load_jde(tmp_path / "small.pt")
+    x = torch.rand(1, 3, 64, 128)
+    with torch.inference_mode():
+        a, b = full(x), half(x)
+    assert torch.allclose(a[..., :4], b[..., :4], atol=0.5)  # boxes within half a pixel
+    assert torch.allclose(a[..., 4], b[..., 4], atol=2e-3)  # confidences

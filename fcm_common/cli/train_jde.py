@@ -17,7 +17,13 @@ from fcm_common.core.resources import BUNDLED_JDE_CFG, cfg_file
 from fcm_common.data.sources import open_source
 from fcm_common.jde_training.data import TeacherSettings, gather_training_data
 from fcm_common.jde_training.samples import SequenceSpec
-from fcm_common.jde_training.trainer import JDETrainer, JDETrainSettings, StepLog, load_training_checkpoint
+from fcm_common.jde_training.trainer import (
+    JDETrainer,
+    JDETrainSettings,
+    StepLog,
+    export_for_inference,
+    load_training_checkpoint,
+)
 from fcm_common.model.jde import JDE, load_state, weights_digest
 from fcm_common.tracking.sequence import track_source
 
@@ -63,10 +69,12 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for torch (0: torch's default).")
 @click.option("--resume", is_flag=True, help="Continue OUTPUT from its last checkpoint.")
+@click.option("--export", "export_path", type=click.Path(path_type=Path),
+              help="When training is done, also write the inference-only weights (float16, with the cfg) here.")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score, teacher_step,
          label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup, weight_decay, distill_weight,
-         checkpoint_every, seed, threads, resume, device):
+         checkpoint_every, seed, threads, resume, export_path, device):
     """Train JDE from scratch on MOTChallenge SEQuences (frames FIRST..LAST only, if given) and footage."""
     if threads:
         torch.set_num_threads(threads)
@@ -93,7 +101,7 @@ def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedde
     trainer = JDETrainer(cfg_text, data.images, data.num_ids, settings, dev)
     if resume:
         trainer.restore(load_training_checkpoint(output))
-        if trainer.step >= steps:
+        if trainer.step >= steps and export_path is None:
             raise FcmError(f"{output} has already done {trainer.step} steps; ask for more with --steps")
         stderr_console.print(f"resuming {output} at step {trainer.step}")
     log_path = output.with_suffix(".log.jsonl")
@@ -137,6 +145,9 @@ def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedde
     print_table(f"fcm-train-jde: {trainer.step} steps in {time.perf_counter() - began:.0f} s -> {output}",
                 ["parameters", "identities", "weights id"],
                 [[params, data.num_ids, weights_digest(trainer.model)[:16]]])
+    if export_path is not None:
+        size = export_for_inference(load_training_checkpoint(output), export_path)
+        stderr_console.print(f"inference weights: {export_path} ({size / 2**20:.1f} MiB)")
     if results:
         print_table("validation (fcm tracker)", ["step", "MOTA", "IDF1", "FP", "FN", "IDs"],
                     [[r["step"], r["MOTA"], r["IDF1"], int(r["FP"]), int(r["FN"]), int(r["IDs"])] for r in results])

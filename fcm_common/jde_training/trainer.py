@@ -334,3 +334,27 @@ def load_training_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
         raise TrainingError(f"cannot read {path} as a training checkpoint ({type(exc).__name__})") from None
+
+
+def export_for_inference(ckpt: dict, target: Path, half: bool = True) -> int:
+    """Write what inference needs of a training checkpoint: the network's weights (float16 when
+    ``half``: half the size, detections unchanged to well below a pixel) and the cfg, no optimiser,
+    classifier or uncertainty weights. Returns the file size in bytes."""
+    fcm = ckpt.get("fcm") or {}
+    if fcm.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError("cannot export: the file was not written by fcm-train-jde")
+    model = JDE(parse_cfg_text(fcm["cfg"]))
+    keep = set(model.state_dict())
+    state = {}
+    for key, value in ckpt["model"].items():
+        if key in keep and not key.endswith("num_batches_tracked"):
+            state[key] = value.half() if half and value.is_floating_point() else value.clone()
+    data = {
+        "epoch": ckpt.get("epoch"),
+        "model": state,
+        "fcm": {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "cfg": fcm["cfg"], "step": fcm["step"],
+                "num_ids": fcm["num_ids"], "settings": fcm["settings"], "inference_only": True},
+    }
+    with atomic_path(target) as tmp:
+        torch.save(data, tmp)
+    return target.stat().st_size
