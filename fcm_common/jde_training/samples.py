@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from fcm_common.core.errors import FcmError
+from fcm_common.data.ground_truth import PEDESTRIAN, read_ground_truth
 from fcm_common.data.sources import open_source
-
-PEDESTRIAN = 1
 
 
 class TrainingDataError(FcmError, ValueError):
@@ -59,25 +58,20 @@ class SequenceSpec:
 
 
 def read_training_gt(path: Path) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """frame -> (boxes x1y1x2y2 0-based, ids, ignore boxes) of a MOTChallenge gt.txt (10 or 9 columns)."""
-    try:
-        rows = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except (OSError, ValueError) as exc:
-        raise TrainingDataError(f"{path}: cannot read as MOTChallenge ground truth ({exc})") from None
-    if rows.shape[1] < 7:
-        raise TrainingDataError(f"{path}: {rows.shape[1]} columns, a MOTChallenge gt.txt has 9 or 10")
-    consider = rows[:, 6] != 0
-    if rows.shape[1] == 9:  # MOT16/17/20: frame,id,x,y,w,h,consider,class,visibility
-        consider &= rows[:, 7] == PEDESTRIAN
+    """frame -> (boxes x1y1x2y2 0-based, ids, ignore boxes) of a MOTChallenge ground-truth file."""
+    gt = read_ground_truth(path)
+    consider = gt.flag != 0
+    if gt.has_classes:
+        consider &= gt.cls == PEDESTRIAN
+    xywh = gt.boxes.copy()
+    xywh[:, :2] -= 1  # MOTChallenge pixels are 1-based
+    corners = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1).astype(np.float32)
+    valid = (xywh[:, 2] > 1) & (xywh[:, 3] > 1)
     out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for frame in np.unique(rows[:, 0]).astype(int):
-        sel = rows[:, 0] == frame
-        xywh = rows[sel, 2:6].copy()
-        xywh[:, :2] -= 1  # MOTChallenge pixels are 1-based
-        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1).astype(np.float32)
-        valid = (xywh[:, 2] > 1) & (xywh[:, 3] > 1)
-        keep = consider[sel] & valid
-        out[int(frame)] = (boxes[keep], rows[sel, 1][keep].astype(np.int64), boxes[~consider[sel] & valid])
+    for frame in np.unique(gt.frame):
+        sel = gt.frame == frame
+        keep = sel & consider & valid
+        out[int(frame)] = (corners[keep], gt.ids[keep].astype(np.int64), corners[sel & ~consider & valid])
     return out
 
 
