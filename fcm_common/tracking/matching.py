@@ -5,16 +5,18 @@
   ``cdist`` without the metric, so the Euclidean distance is what it uses).
 - Motion fusion: entries whose squared Mahalanobis distance exceeds the chi-square gate become
   infinite, the rest ``0.98 * appearance + 0.02 * mahalanobis``.
-- Assignment with a cost limit L solved as ``lap.lapjv(extend_cost=True, cost_limit=L)`` does: the
-  n x m cost matrix is embedded in an (n+m) x (n+m) one whose other entries are L/2 (bottom-right
-  block 0), and a pair is matched only if the optimum of that bigger problem uses it. This is not
-  "Hungarian, then drop pairs above L": the cut changes which pairs the optimum picks.
+- Assignment with a cost limit L: ``lap.lapjv(extend_cost=True, cost_limit=L)``, the solver the
+  official tracker calls. It embeds the n x m cost matrix in an (n+m) x (n+m) one whose other
+  entries are L/2 (bottom-right block 0), and a pair is matched only if the optimum of that bigger
+  problem uses it. This is not "Hungarian, then drop pairs above L": the cut changes which pairs the
+  optimum picks. Another solver of the same extended problem (scipy's) finds an optimum of the same
+  cost, but breaks exact ties differently: two identical tracks would swap ids.
 """
 
 from __future__ import annotations
 
+import lap
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from fcm_common.tracking.kalman import CHI2_95_4DOF, KalmanFilter
@@ -69,22 +71,17 @@ def fuse_motion(
 
 
 def linear_assignment(cost: np.ndarray, limit: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Minimum-cost matching with a per-pair cost limit, as lapjv's extended cost matrix does it.
+    """Minimum-cost matching with a per-pair cost limit, solved by lapjv on the extended cost matrix.
 
     Returns (matches as (row, col) pairs in row order, unmatched rows, unmatched columns).
     """
     n, m = cost.shape
     if n == 0 or m == 0:
         return [], list(range(n)), list(range(m))
-    extended = np.full((n + m, n + m), limit / 2.0)
-    extended[n:, m:] = 0.0
-    extended[:n, :m] = cost
-    rows, cols = linear_sum_assignment(extended)
-    matches = [(int(r), int(c)) for r, c in zip(rows, cols) if r < n and c < m]
-    matched_rows = {r for r, _ in matches}
-    matched_cols = {c for _, c in matches}
+    _, row_to_col, col_to_row = lap.lapjv(cost, extend_cost=True, cost_limit=limit)
+    matches = [(r, int(c)) for r, c in enumerate(row_to_col) if c >= 0]
     return (
         matches,
-        [r for r in range(n) if r not in matched_rows],
-        [c for c in range(m) if c not in matched_cols],
+        [int(r) for r in np.where(row_to_col < 0)[0]],
+        [int(c) for c in np.where(col_to_row < 0)[0]],
     )

@@ -11,13 +11,25 @@ Per frame:
 5. Remove lost tracks older than the buffer, with JDE's bookkeeping order (an expired track stays
    in the lost list one more frame), and drop tracked/lost duplicates (IoU distance < 0.15).
 
-Differences from the reference, deliberately: track ids restart at 1 for each tracker (JDE's
-counter is global to the process; metrics do not change); detections with zero height are dropped
-(as the MPEG framework does; they have no aspect ratio).
+Arithmetic and assignment follow the official code operation for operation (see
+:mod:`fcm_common.tracking.kalman` and :mod:`fcm_common.tracking.matching`, ``lap.lapjv`` included):
+on recorded streams our outputs equal the official tracker's bit for bit
+(``tests/test_tracker_parity.py``).
+
+Differences from the reference, deliberately:
+- track ids restart at 1 for each tracker (JDE's counter is global to the process; metrics do not
+  change);
+- detections with zero height are dropped. The official tracker turns one into a track with an
+  infinite aspect ratio and a NaN box: it is never output, never matched (its IoU is 0, its
+  Mahalanobis distance infinite) and is removed on the next frame, but it takes a track id, so
+  the ids of later tracks are offset by the number of such detections (the metrics do not change).
+  A detection with zero width and height would even put NaN costs into the assignment.
 
 Track buffer: the MPEG framework keeps lost tracks 30 frames whatever the frame rate
 (``buffer_mode="framework"``, the default, for comparable numbers); the original JDE scales the
-buffer by fps/30 (``buffer_mode="jde"``).
+buffer by fps/30 (``buffer_mode="jde"``) with the frame rate rounded to an integer first, as its
+demo does (``int(round(CAP_PROP_FPS))``; ``track.py`` reads integer rates from ``seqinfo.ini``):
+29.97 fps keeps lost tracks 30 frames.
 """
 
 from __future__ import annotations
@@ -143,7 +155,7 @@ def buffer_frames(frame_rate: float, track_buffer: int = 30, mode: str = "framew
     """How many frames a lost track is kept."""
     if mode not in BUFFER_MODES:
         raise ValueError(f"unknown buffer mode '{mode}' (choose from {', '.join(BUFFER_MODES)})")
-    rate = 30.0 if mode == "framework" else float(frame_rate)
+    rate = 30 if mode == "framework" else int(round(frame_rate))
     return int(rate / 30.0 * track_buffer)
 
 
