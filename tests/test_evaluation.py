@@ -228,3 +228,21 @@ def test_motmetrics_failures_name_the_sequence(tmp_path, monkeypatch):
     monkeypatch.setattr(mm.utils, "CLEAR_MOT_M", boom)
     with pytest.raises(EvaluationError, match=r"scoring .*gt.txt with the tvd rules failed \(KeyError"):
         accumulate(gt, [MotRow(1, 1, 0, 0, 10, 20)], "tvd")
+
+
+def test_devkit_matching_is_a_min_cost_matching():
+    from scipy.optimize import linear_sum_assignment
+
+    from fcm_common.evaluation.devkit import min_cost_matching
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 5, 8):
+        for _ in range(20):
+            cost = rng.random((n, n))
+            cost[rng.random((n, n)) < 0.3] = 1e9  # no edge, as the devkit marks it
+            left = min_cost_matching(cost.tolist())
+            assert sorted(left) == list(range(n))
+            r, c = linear_sum_assignment(cost)
+            assert cost[np.arange(n), left].sum() == pytest.approx(cost[r, c].sum())
+    # a full tie (with the devkit's 1e-9 per candidate pair) pairs the lowest ids first
+    assert min_cost_matching([[0.0, 1e-9], [2e-9, 3e-9]]) == [0, 1]

@@ -13,7 +13,9 @@ Modes (``auto`` picks one from the ground truth, see :func:`detect_mode`):
   visibility are removed first: they are neither true nor false positives. 2DMOT2015 sequences
   have no classes: every flag-1 row counts and nothing is removed (predictions on flag-0 people
   are false positives, as in the devkit). Predictions after the last scored ground-truth frame
-  are dropped. An identity switch is counted only for an object present in the previous frame.
+  are dropped. Frames are then matched as the devkit matches them (:mod:`.devkit`: pairs kept from
+  the previous frame only, its min-cost matching and tie-breaker, a switch only for an object
+  present in the previous frame).
 - ``tvd``: the framework's TVD evaluator (motmetrics ``CLEAR_MOT_M``): the same distractor
   removal over frames 1..seqLength, ground truth with confidence >= 0.99 and class 1. Needs the
   class column (MOT16 layout).
@@ -23,8 +25,8 @@ Modes (``auto`` picks one from the ground truth, see :func:`detect_mode`):
 Assignment solvers, as the framework sets them (they matter on exact cost ties only): ``lap``
 (lapjv) for TVD, ``munkres`` for HiEve sequences, ``lap`` for pooled TVD and HiEve rows (the
 framework's class MOTA script rebuilds the accumulators with motmetrics' default solver, ``lap``
-where it is installed), and scipy for ``mot``, pooled or not (with boxes ordered by id, which on
-ties pairs them as the devkit's tie-breaking does).
+where it is installed). ``mot`` matches frames with the devkit's own algorithm; its distractor
+removal and identity (IDF1) assignments use scipy, with boxes ordered by id.
 
 Several sequences are *pooled*: one accumulator per sequence, summed into an OVERALL row, so a
 class's MOTA is 1 - sum(FN + FP + IDs) / sum(GT), not a mean of per-sequence MOTAs.
@@ -67,6 +69,7 @@ from fcm_common.data.ground_truth import (  # noqa: E402
 )
 from fcm_common.data.mot_format import MotRow  # noqa: E402
 from fcm_common.data.sources import SourceError, seqinfo_length  # noqa: E402
+from fcm_common.evaluation.devkit import clear_mot_events  # noqa: E402
 
 EVAL_MODES = ("mot", "tvd", "hieve")
 MODE_CHOICES = ("auto", *EVAL_MODES)
@@ -257,7 +260,7 @@ def _accumulate_tvd(target: Target, gt: GroundTruth, rows: Sequence[MotRow], max
 
 
 def _accumulate_devkit(gt: GroundTruth, rows: Sequence[MotRow]) -> mm.MOTAccumulator:
-    """The MOTChallenge devkit's rules (evaluateTracking.m, preprocessResult.m) on motmetrics' accumulator."""
+    """The MOTChallenge devkit's rules (evaluateTracking.m, preprocessResult.m, clearMOTMex) as motmetrics events."""
     boxes = gt.boxes - np.array([1.0, 1.0, 0.0, 0.0])  # 1-based file -> 0-based
     scored = gt.flag != 0
     ignore = np.zeros(len(gt), bool)
@@ -275,7 +278,7 @@ def _accumulate_devkit(gt: GroundTruth, rows: Sequence[MotRow]) -> mm.MOTAccumul
         if r.frame <= last:  # the devkit clips results to the last ground-truth frame
             preds.setdefault(r.frame, []).append(r)
 
-    acc = mm.MOTAccumulator(max_switch_time=1)  # a switch needs the object in the previous frame
+    frames = {}
     for frame in sorted(set(by_frame) | set(preds)):
         members = np.asarray(by_frame.get(frame, []), dtype=np.int64)
         hyp = preds.get(frame, [])
@@ -289,8 +292,8 @@ def _accumulate_devkit(gt: GroundTruth, rows: Sequence[MotRow]) -> mm.MOTAccumul
         objs = members[scored[members]]
         dist = (mm.distances.iou_matrix(boxes[objs], hyp_boxes, max_iou=IOU_THRESHOLD)
                 if len(objs) and len(hyp) else np.empty((len(objs), len(hyp))))
-        acc.update(gt.ids[objs], np.array([h.track_id for h in hyp], dtype=np.int64), dist, frameid=frame)
-    return acc
+        frames[frame] = (gt.ids[objs], np.array([h.track_id for h in hyp], dtype=np.int64), dist)
+    return clear_mot_events(mm.MOTAccumulator(), frames)
 
 
 def summarize(
