@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from fcm_common.cli.options import codec_options, method_options, split_option
 from fcm_common.cli.support import (
     FcmCommand,
     FcmGroup,
@@ -17,12 +18,10 @@ from fcm_common.cli.support import (
     stderr_console,
     weights_option,
 )
-from fcm_common.coding.codecs import CODEC_NAMES
-from fcm_common.coding.codecs.base import GOP_STRUCTURES
-from fcm_common.coding.codecs.vvenc import PRESETS
+from fcm_common.coding.methods import check_method
 from fcm_common.core.device import DEVICE_CHOICES
 from fcm_common.core.errors import FcmError
-from fcm_common.model.splits import SPLIT_NAMES
+from fcm_common.model.splits import SPLITS
 from fcm_ctc.config import load_dataset
 from fcm_ctc.report import write_reports
 from fcm_ctc.runner import Pair, RunSpec, check_run_folder, execute, finished, plan
@@ -63,55 +62,53 @@ def main():
     """Common-test-condition runs: encode, decode and evaluate every (sequence, QP) pair."""
 
 
+def _text(options: dict) -> dict:
+    """Option values as run.json records them (paths as text)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+
+
 @main.command(name="run", cls=FcmCommand)
 @click.option("--dataset", required=True, metavar="tvd|hieve|FILE.toml", help="Dataset definition (cfg/ctc/*.toml or your own).")
 @click.option("--data", "data_root", required=True, envvar="DATA", type=click.Path(path_type=Path),
               help="Folder holding the dataset's sequences (default $DATA).")
-@click.option("--method", type=click.Choice(["advmsfc", "anchor"]), default="advmsfc", show_default=True)
-@click.option("--split", type=click.Choice(SPLIT_NAMES), help="Default: backbone for advmsfc, the dataset's anchor split for the anchor.")
-@click.option("--codec", type=click.Choice(CODEC_NAMES), default="vtm", show_default=True)
+@method_options(default="advmsfc", exclude=("channels",))  # k follows the QACT table across the rate points
+@split_option(help="Default: backbone for advmsfc, the dataset's anchor split for the anchor.")
+@codec_options(default="vtm")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Runs go to OUT/<dataset>_<method>_<split>_<codec>/.")
 @weights_option
 @jde_cfg_option
-@click.option("--model", "model_path", envvar="FCM_ADVMSFC_MODEL", type=click.Path(path_type=Path), help="advMSFC checkpoint.")
-@click.option("--qact", "qact_path", type=click.Path(path_type=Path), help="advmsfc: QACT table (default: the model's).")
 @click.option("--qps", help="Rate points for every sequence (default: the dataset definition's).")
-@click.option("--preset", type=click.Choice(PRESETS), default="medium", show_default=True)
-@click.option("--gop", type=click.Choice(GOP_STRUCTURES), default="ld", show_default=True)
 @click.option("--range", "range_text", help="Quantisation range (default: as fcm-encode).")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Only the first N frames of each sequence (quick runs).")
 @click.option("--workers", type=click.IntRange(min=1), default=max((os.cpu_count() or 2) // 2, 1), show_default=True,
               help="Local Dask workers (ignored with --scheduler).")
 @click.option("--scheduler", help="Existing Dask scheduler, e.g. tcp://host:8786 (its workers need fcm installed).")
-@click.option("--vtm-dir", envvar="FCM_VTM_DIR", type=click.Path(path_type=Path))
-@click.option("--vtm-jobs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def run(dataset, data_root, method, split, codec, out, weights, jde_cfg, model_path, qact_path, qps, preset, gop,
-        range_text, max_frames, workers, scheduler, vtm_dir, vtm_jobs, device):
+def run(dataset, data_root, method, method_options, split, codec, out, weights, jde_cfg, qps, range_text, max_frames,
+        workers, scheduler, device):
     """Run every (sequence, QP) pair of a dataset; finished pairs are skipped, so re-running resumes."""
     ds = load_dataset(dataset)
     if not weights:
         raise FcmError("no JDE weights: pass --weights PATH (or set FCM_JDE_WEIGHTS), or --weights random for a smoke run")
-    if method == "advmsfc" and not model_path:
-        raise FcmError("--method advmsfc needs --model PATH")
-    split = split or ("backbone" if method == "advmsfc" else ds.anchor_split)
+    method_class = check_method(method, **method_options)
+    split = split or SPLITS[method_class.default_split or ds.anchor_split]
     if not data_root.is_dir():
         raise FcmError(f"data folder not found: {data_root}")
     for seq in ds.sequences:
         if not (data_root / seq.folder).is_dir():
             raise FcmError(f"{seq.name}: {data_root / seq.folder} not found (is --data right?)")
-    if range_text is None and method == "anchor" and split == ds.anchor_split:
+    if range_text is None and method_class.dataset_range and split.name == ds.anchor_split:
         range_text = ds.anchor_range
     n_workers = 1 if scheduler else workers
     qp_override = _qp_list(qps)
     spec = RunSpec(
-        dataset=ds.name, dataset_file=str(ds.source.resolve()), eval_mode=ds.eval_mode, intra_period=ds.intra_period, method=method, split=split, codec=codec,
-        preset=preset, gop=gop, range_text=range_text, weights=str(weights), jde_cfg=str(jde_cfg) if jde_cfg else None,
-        model_path=str(model_path.resolve()) if model_path else None, qact_path=str(qact_path) if qact_path else None,
-        vtm_dir=str(vtm_dir) if vtm_dir else None, vtm_jobs=vtm_jobs, device=device, max_frames=max_frames,
-        data_root=str(data_root.resolve()), run_dir=str((out / f"{ds.name}_{method}_{split}_{codec}").resolve()),
+        dataset=ds.name, dataset_file=str(ds.source.resolve()), eval_mode=ds.eval_mode, intra_period=ds.intra_period,
+        method=method, split=split.name, codec=codec.name, range_text=range_text, weights=str(weights),
+        jde_cfg=str(jde_cfg) if jde_cfg else None, device=device, max_frames=max_frames,
+        data_root=str(data_root.resolve()), run_dir=str((out / f"{ds.name}_{method}_{split.name}_{codec.name}").resolve()),
         torch_threads=max((os.cpu_count() or 1) // n_workers, 1), qps=tuple(qp_override) if qp_override else None,
+        method_options=_text(method_options), codec_options=_text(codec.build_options), **codec.params,
     )
     pairs = plan(ds, spec)
     check_run_folder(spec)
@@ -137,9 +134,6 @@ def report(run_dir):
     record = run_dir / "run.json"
     if not record.is_file():
         raise FcmError(f"{run_dir} is not a run folder (no run.json)")
-    fields = json.loads(record.read_text())["spec"]
-    if fields.get("qps"):
-        fields["qps"] = tuple(fields["qps"])
-    spec = RunSpec(**fields)
+    spec = RunSpec.from_record(json.loads(record.read_text())["spec"])
     ds = load_dataset(spec.dataset_file)
     _report(ds, spec, plan(ds, spec))

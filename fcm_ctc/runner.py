@@ -13,12 +13,22 @@ import json
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import torch
+
+from fcm_common.coding.codecs import make_codec
+from fcm_common.coding.methods import METHODS, prepare_method
 from fcm_common.core.atomic import write_text_atomic
+from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
+from fcm_common.data.sources import open_source
+from fcm_common.model.jde import load_jde
+from fcm_common.model.splits import SPLITS
 from fcm_ctc.config import DatasetDef, SequenceDef
+from fcm_ctc.experiment import code_and_track, evaluate_point
+from fcm_encoder.encoder import EncodeSettings
 
 RESULT = "result.json"
 ERROR = "error.txt"
@@ -40,23 +50,38 @@ class RunSpec:
     range_text: str | None
     weights: str | None
     jde_cfg: str | None
-    model_path: str | None
-    qact_path: str | None
-    vtm_dir: str | None
-    vtm_jobs: int
     device: str
     max_frames: int | None
     data_root: str
     run_dir: str
     torch_threads: int
     qps: tuple[int, ...] | None = None  # one QP list for every sequence, instead of the dataset's
+    # the method's options (--model, --qact) and the codec's (--vtm-dir, ...), paths as text
+    method_options: dict = field(default_factory=dict, hash=False)
+    codec_options: dict = field(default_factory=dict, hash=False)
 
     def comparable(self) -> dict:
-        """The settings that must agree for results to be mixed in one run folder."""
+        """The settings that must agree for results to be mixed in one run folder: not where things
+        run (nor where and how the codec runs: its options)."""
         d = asdict(self)
-        for volatile in ("device", "torch_threads", "vtm_jobs", "run_dir", "data_root", "vtm_dir", "dataset_file"):
+        d.update(d.pop("method_options"))
+        d.pop("codec_options")
+        for volatile in ("device", "torch_threads", "run_dir", "data_root", "dataset_file"):
             d.pop(volatile)
         return json.loads(json.dumps(d))  # as it reads back from run.json (tuples become lists)
+
+    @classmethod
+    def from_record(cls, recorded: dict) -> RunSpec:
+        """The spec of a ``run.json`` (one written before options were grouped has them as fields)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in recorded.items() if k in known}
+        method_names = {o.name for c in METHODS for o in c.options}
+        for key in recorded.keys() - known:
+            group = "method_options" if key in method_names else "codec_options"
+            values.setdefault(group, {})[key] = recorded[key]
+        if values.get("qps"):
+            values["qps"] = tuple(values["qps"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -77,7 +102,7 @@ def pair_dir(spec: RunSpec, pair: Pair) -> Path:
 def plan(dataset: DatasetDef, spec: RunSpec) -> list[Pair]:
     pairs = []
     for seq in dataset.sequences:
-        qps = sorted(spec.qps) if spec.qps else dataset.qps(spec.method, spec.split, seq.name, spec.qact_path)
+        qps = sorted(spec.qps) if spec.qps else dataset.qps(spec.method, spec.split, seq.name, spec.method_options.get("qact_path"))
         pairs += [Pair(seq, qp, i) for i, qp in enumerate(qps)]
     return pairs
 
@@ -97,9 +122,6 @@ _CACHE: dict = {}
 
 
 def _jde(spec: RunSpec):
-    from fcm_common.core.device import resolve_device
-    from fcm_common.model.jde import load_jde
-
     key = ("jde", spec.weights, spec.jde_cfg, spec.device)
     if key not in _CACHE:
         device = resolve_device(spec.device)
@@ -108,18 +130,11 @@ def _jde(spec: RunSpec):
 
 
 def _method(spec: RunSpec, jde, device, qp: int):
-    from fcm_encoder.encoder import build_method
-
-    checkpoint = None
-    if spec.method == "advmsfc":
-        from fcm_common.msfc.checkpoint import load_checkpoint
-
-        key = ("advmsfc", spec.model_path, spec.split, jde.weights_id, str(device))
-        if key not in _CACHE:
-            _CACHE[key] = load_checkpoint(spec.model_path, spec.split, jde.weights_id, device)
-        checkpoint = _CACHE[key]
-    return build_method(spec.method, spec.split, qp, jde.weights_id, device, qact_path=spec.qact_path,
-                        checkpoint=checkpoint)
+    """The method at ``qp``; what it loads (an advMSFC model) is loaded once per worker."""
+    key = ("method", spec.method, spec.split, json.dumps(spec.method_options, sort_keys=True), jde.weights_id, str(device))
+    if key not in _CACHE:
+        _CACHE[key] = prepare_method(spec.method, SPLITS[spec.split], jde.weights_id, device, **spec.method_options)
+    return _CACHE[key].at_qp(qp)
 
 
 def run_pair(spec: RunSpec, pair: Pair) -> dict:
@@ -129,12 +144,6 @@ def run_pair(spec: RunSpec, pair: Pair) -> dict:
     (out / ERROR).unlink(missing_ok=True)
     started = time.time()
     try:
-        import torch
-
-        from fcm_common.data.sources import open_source
-        from fcm_ctc.experiment import code_and_track, evaluate_point
-        from fcm_encoder.encoder import EncodeSettings, range_spec
-
         torch.set_num_threads(max(spec.torch_threads, 1))
         jde, device = _jde(spec)
         method = _method(spec, jde, device, pair.qp)
@@ -142,9 +151,10 @@ def run_pair(spec: RunSpec, pair: Pair) -> dict:
         source = open_source(folder, max_frames=spec.max_frames)
         if source.gt_path is None:
             raise FcmError(f"{folder}: no gt/gt.txt")
+        split = SPLITS[spec.split]
         settings = EncodeSettings(
-            split=spec.split, qp=pair.qp, codec=spec.codec, intra_period=spec.intra_period, preset=spec.preset,
-            gop=spec.gop, range_spec=range_spec(spec.range_text, method, spec.split), threads=spec.torch_threads, vtm_dir=spec.vtm_dir, vtm_jobs=spec.vtm_jobs,
+            split=split, qp=pair.qp, codec=make_codec(spec.codec, **spec.codec_options), intra_period=spec.intra_period,
+            preset=spec.preset, gop=spec.gop, range_spec=method.range_spec(spec.range_text, split), threads=spec.torch_threads,
         )
         result = code_and_track(source, jde, method, settings, device,
                                 stream_path=out / "stream.bin", tracks_path=out / "tracks.txt")
@@ -182,6 +192,7 @@ def check_run_folder(spec: RunSpec) -> None:
 
 def execute(spec: RunSpec, pairs: list[Pair], scheduler: str | None, workers: int, on_result=None) -> list[dict]:
     """Run the unfinished pairs on Dask; returns the rows of the pairs run now (ok or failed)."""
+    # dask.distributed takes seconds to import and only a run's driver needs it (not fcm-ctc report)
     from dask.distributed import Client, LocalCluster, as_completed
 
     todo = [p for p in pairs if finished(spec, p) is None]

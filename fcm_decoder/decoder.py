@@ -1,8 +1,10 @@
 """The fcm decoder: bitstream -> inner decoder -> frames -> tensors -> method -> JDE part 2 -> tracks.
 
-Everything needed comes from the header (no side files). Decoded frames are hashed as they come
-and the hash is compared with the encoder's at the end; only then are results released, so a
-damaged payload never produces an output file.
+:func:`decode_stream` checks that the network and model are the encoder's, then takes each
+decoded frame through unpacking, the method and JDE part 2 to the tracker. Everything needed
+comes from the header (no side files). Decoded frames are hashed as they come and the hash is
+compared with the encoder's at the end; only then are results released, so a damaged payload
+never produces an output file.
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ import numpy as np
 import torch
 
 from fcm_common.coding import bitstream
-from fcm_common.coding.codecs import make_codec
+from fcm_common.coding.codecs import DECODER_CHOICES, InnerCodec, decoder_codec
 from fcm_common.coding.frame_coding import FrameFormat, frame_to_tensors
 from fcm_common.coding.methods import FeatureMethod, method_for_decoding
 from fcm_common.coding.rate import kbps
 from fcm_common.core.errors import FcmError
 from fcm_common.core.timing import StageTimer
 from fcm_common.model.preprocess import Letterbox
-from fcm_common.model.splits import get_split
+from fcm_common.model.splits import SPLITS
 from fcm_common.tracking.sequence import SequenceTracker
 
-DECODERS = ("auto", "ffmpeg", "vtm")
+DECODERS = DECODER_CHOICES  # fcm-decode --decoder: auto (the stream's codec) or a VVC decoder
 
 
 @dataclass
@@ -55,11 +57,45 @@ def read_stream(path: str | Path) -> tuple[bitstream.StreamHeader, bytes, int]:
     return header, payload, len(data)
 
 
-def _decoder_codec(header: bitstream.StreamHeader, choice: str, vtm_dir: str | None):
-    if header.codec == "lossless":
-        return make_codec("lossless")
-    name = {"auto": header.codec, "ffmpeg": "vvenc", "vtm": "vtm"}[choice]
-    return make_codec(name, vtm_dir=vtm_dir)
+def check_network(header: bitstream.StreamHeader, model) -> None:
+    """The JDE given must be the encoder's: same weights, same input size."""
+    if bitstream.hex_id(model.weights_id) != header.jde_id:
+        raise FcmError(
+            f"the bitstream was encoded with JDE weights {header.jde_id.hex()}, these weights are "
+            f"{bitstream.hex_id(model.weights_id).hex()}: pass the same --weights as the encoder"
+        )
+    if (model.input_width, model.input_height) != (header.input_width, header.input_height):
+        raise FcmError(
+            f"the bitstream was made for a {header.input_width}x{header.input_height} network input, "
+            f"this JDE takes {model.input_width}x{model.input_height}"
+        )
+
+
+def check_model(header: bitstream.StreamHeader, method: FeatureMethod) -> None:
+    """The learned model given must be the one the stream names."""
+    if method.model_id != header.model_id:
+        raise FcmError(
+            f"the bitstream names model {header.model_id.hex()}, the model given is {method.model_id.hex()}"
+        )
+
+
+def decoded_frames(codec: InnerCodec, header: bitstream.StreamHeader, payload: bytes, workdir: Path, timer: StageTimer):
+    """The inner decoder's frames, hashed as they come; the hash is checked after the last one."""
+    digest = bitstream.frames_hash()
+    frames = iter(codec.decode(payload, header.coded_width, header.coded_height, header.num_frames, workdir,
+                               header.sample_bits))
+    while True:
+        with timer.stage("decode"):
+            frame = next(frames, None)
+        if frame is None:
+            break
+        bitstream.hash_frame(digest, frame)
+        yield frame
+    if bitstream.digest16(digest) != header.recon_hash:
+        raise FcmError(
+            "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
+            "the payload is damaged or the VVC decoder does not conform"
+        )
 
 
 def decode_stream(
@@ -75,40 +111,26 @@ def decode_stream(
     buffer_mode: str = "framework",
     keep_features: bool = False,
     progress: Callable[[int], None] | None = None,
+    **options,
 ) -> DecodeReport:
-    """Decode a parsed bitstream and run JDE part 2 and the tracker."""
-    if bitstream.hex_id(model.weights_id) != header.jde_id:
-        raise FcmError(
-            f"the bitstream was encoded with JDE weights {header.jde_id.hex()}, these weights are "
-            f"{bitstream.hex_id(model.weights_id).hex()}: pass the same --weights as the encoder"
-        )
-    if (model.input_width, model.input_height) != (header.input_width, header.input_height):
-        raise FcmError(
-            f"the bitstream was made for a {header.input_width}x{header.input_height} network input, "
-            f"this JDE takes {model.input_width}x{model.input_height}"
-        )
-    method = method or method_for_decoding(header.method, model_path, device)
-    if method.model_id != header.model_id:
-        raise FcmError(
-            f"the bitstream names model {header.model_id.hex()}, the model given is {method.model_id.hex()}"
-        )
-    codec = _decoder_codec(header, decoder, vtm_dir)
+    """Decode a parsed bitstream and run JDE part 2 and the tracker.
+
+    ``options`` (with ``model_path`` and ``vtm_dir``) are the command-line options of the methods
+    and codecs: each takes its own. Results are released only once the reconstruction hash matched.
+    """
+    options = {"model_path": model_path, "vtm_dir": vtm_dir, **options}
+    check_network(header, model)
+    method = method or method_for_decoding(header.method, device, **options)
+    check_model(header, method)
+    codec = decoder_codec(header.codec, decoder, **options)
     fmt = FrameFormat(header.layout, header.coded_width, header.coded_height, header.sample_bits, header.fill_level)
     box = Letterbox(header.orig_width, header.orig_height, header.input_width, header.input_height)
     tracker = SequenceTracker(float(header.fps), buffer_mode)
     timer = StageTimer(device)
-    digest = bitstream.frames_hash()
     saved: list[list[np.ndarray]] = []
 
     with tempfile.TemporaryDirectory(prefix="fcm-dec-") as tmp, torch.inference_mode():
-        frames = iter(codec.decode(payload, header.coded_width, header.coded_height, header.num_frames, Path(tmp), header.sample_bits))
-        index = 0
-        while True:
-            with timer.stage("decode"):
-                frame = next(frames, None)
-            if frame is None:
-                break
-            bitstream.hash_frame(digest, frame)
+        for index, frame in enumerate(decoded_frames(codec, header, payload, Path(tmp), timer)):
             with timer.stage("unpack_dequantise"):
                 coded = [t[None] for t in frame_to_tensors(frame, fmt, *header.range_of(index), device=device)]
             with timer.stage("nn_part2"):
@@ -118,16 +140,10 @@ def decode_stream(
                 saved.append([f[0].float().cpu().numpy() for f in features])
             with timer.stage("tracking"):
                 tracker.push(rows[0], box)
-            index += 1
             if progress:
                 progress(1)
-    if bitstream.digest16(digest) != header.recon_hash:
-        raise FcmError(
-            "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
-            "the payload is damaged or the VVC decoder does not conform"
-        )
     features = None
     if keep_features:
-        layers = get_split(header.split).layers
+        layers = SPLITS[header.split].layers
         features = {f"layer_{layer}": np.stack([s[i] for s in saved]) for i, layer in enumerate(layers)}
     return DecodeReport(header, total_bytes, dict(timer.seconds), tracker, features)

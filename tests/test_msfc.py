@@ -175,7 +175,7 @@ def test_parameter_counts_are_reported():
 
 
 def test_calibration_picks_the_frontier():
-    from fcm_ctc.cli_calibrate import choose_channels, upper_hull
+    from fcm_ctc.calibration import choose_channels, upper_hull
 
     assert upper_hull([(0, 0), (1, 2), (2, 2.5), (1.5, 1)]) == [(0, 0), (1, 2), (2, 2.5)]
     points = {  # (qp, k): (kbps, MOTA)

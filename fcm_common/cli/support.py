@@ -89,6 +89,18 @@ def progress(transient: bool = False) -> Progress:
     )
 
 
+def stage_progress(bar: Progress):
+    """A ``(stage, done increment, total)`` callback that shows one bar per stage."""
+    tasks = {}
+
+    def advance(stage: str, n: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.advance(tasks[stage], n)
+
+    return advance
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """A short result table on stdout."""
     table = Table(title=title, title_justify="left")

@@ -13,6 +13,7 @@ from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.data.mot_format import write_rows
 from fcm_common.data.sources import open_source
 from fcm_common.evaluation.mot_metrics import EVAL_MODES
+from fcm_common.model.jde import load_jde
 from fcm_common.tracking.sequence import track_source
 from fcm_common.tracking.tracker import BUFFER_MODES
 
@@ -32,8 +33,6 @@ from fcm_common.tracking.tracker import BUFFER_MODES
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 def main(input_path, weights, jde_cfg, output, gt_path, eval_mode, max_frames, fps, buffer_mode, batch_size, device):
     """Track pedestrians in INPUT (video, MOTChallenge sequence folder or image folder) with JDE."""
-    from fcm_common.model.jde import load_jde
-
     source = open_source(input_path, fps=fps, max_frames=max_frames)
     dev = resolve_device(device)
     model = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from pathlib import Path
 
 import click
-import torch
 
+from fcm_common.cli.options import split_option
 from fcm_common.cli.support import (
     FcmCommand,
     jde_cfg_option,
@@ -18,35 +18,42 @@ from fcm_common.cli.support import (
     weights_option,
 )
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
-from fcm_common.core.errors import FcmError
 from fcm_common.data.sources import open_source
-from fcm_common.model.splits import SPLIT_NAMES
-from fcm_common.msfc.checkpoint import MSFCCheckpoint, load_checkpoint, save_checkpoint
-from fcm_common.msfc.networks import AdvMSFC, arch_for_split, count_parameters, scale_order
-from fcm_common.msfc.qact import load_qact
-from fcm_common.msfc.training import (
-    FeatureCache,
-    FrameStream,
-    TrainSettings,
-    error_by_channels,
-    feature_batches,
-    learning_rate,
-    measure_code_range,
-    measure_statistics,
-    train_step,
-)
+from fcm_common.model.jde import load_jde
+from fcm_common.msfc.networks import count_parameters
+from fcm_common.msfc.trainer import TrainListener, TrainRun, train
+from fcm_common.msfc.training import TrainSettings
 
 
-def _validation(jde, sources, split, device, frames: int, batch: int):
-    """A fixed, unaugmented set of batches for the error-by-channels report."""
-    stream = iter(FrameStream(sources, (jde.input_width, jde.input_height), seed=12345, buffer=1, augment=False))
-    gen = feature_batches(jde, stream, split, batch, device)
-    return [next(gen) for _ in range(max(frames // batch, 1))]
+class _Bars(TrainListener):
+    """Progress bars on stderr."""
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.bar = self.task = None
+
+    def resumed(self, step: int) -> None:
+        stderr_console.print(f"resuming {self.output} at step {step}")
+
+    @contextlib.contextmanager
+    def caching(self):
+        with progress() as bar:
+            bar.add_task("caching features", total=None)
+            yield
+
+    @contextlib.contextmanager
+    def training(self, start: int, steps: int):
+        with progress() as self.bar:
+            self.task = self.bar.add_task("training", total=steps, completed=start)
+            yield
+
+    def step(self, loss: float) -> None:
+        self.bar.update(self.task, advance=1, description=f"training (loss {loss:.4f})")
 
 
 @click.command(name="fcm-train", cls=FcmCommand)
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SOURCE...")
-@click.option("--split", type=click.Choice(SPLIT_NAMES), required=True, help="JDE split point the model serves.")
+@split_option(required=True, help="JDE split point the model serves.")
 @weights_option
 @jde_cfg_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Checkpoint (default: advmsfc_<split>.pt).")
@@ -73,92 +80,24 @@ def _validation(jde, sources, split, device, frames: int, batch: int):
 def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, quant_noise, no_sls,
          stats_frames, cache_features, cache_frames, cache_limit_gb, checkpoint_every, arch_path, qact_path, fps, seed, device):
     """Train advMSFC (MSFF + MSFR) on SOURCE videos / MOTChallenge folders / image folders, JDE frozen."""
-    from fcm_common.model.jde import load_jde
-
     opened = [open_source(p, fps=fps) for p in sources]
-    output = output or Path(f"advmsfc_{split}.pt")
+    output = output or Path(f"advmsfc_{split.name}.pt")
     dev = resolve_device(device)
     jde = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
     settings = TrainSettings(
-        split=split, steps=steps, batch_size=batch_size, lr=lr, sls=not no_sls, quant_noise=quant_noise,
+        split=split.name, steps=steps, batch_size=batch_size, lr=lr, sls=not no_sls, quant_noise=quant_noise,
         task_weight=task_weight, stats_frames=stats_frames, seed=seed, checkpoint_every=checkpoint_every,
     )
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    frames = iter(FrameStream(opened, (jde.input_width, jde.input_height), seed=seed, buffer=settings.shuffle_buffer))
+    run = TrainRun(opened, output, [str(p) for p in sources], resume, arch_path, qact_path,
+                   cache_frames if cache_features else None, int(cache_limit_gb * 2**30))
+    result = train(jde, split, settings, run, dev, _Bars(output))
 
-    if resume:
-        ckpt = load_checkpoint(output, split, jde.weights_id, dev)
-        if ckpt.step >= steps:
-            raise FcmError(f"{output} has already done {ckpt.step} steps; ask for more with --steps")
-        model, qact = ckpt.model, ckpt.qact
-        if ckpt.generator_state is not None:
-            generator.set_state(ckpt.generator_state)
-        start = ckpt.step
-        stderr_console.print(f"resuming {output} at step {start}")
-    else:
-        if output.exists():
-            raise FcmError(f"{output} exists: pass --resume to continue it, or another -o")
-        model = AdvMSFC(arch_for_split(split, arch_path), scale_order(split)).to(dev)
-        qact = load_qact(split, qact_path)
-        start = 0
-
-    if cache_features:
-        with progress() as bar:
-            bar.add_task("caching features", total=None)
-            cache = FeatureCache.build(jde, [next(frames) for _ in range(cache_frames)], split, dev, int(cache_limit_gb * 2**30))
-        batches = cache.batches(batch_size, generator)
-    else:
-        batches = feature_batches(jde, frames, split, batch_size, dev)
-
-    if not resume:
-        means, stds = measure_statistics(batches, model.order, max(stats_frames // batch_size, 1))
-        model.set_statistics([m.to(dev) for m in means], [s.to(dev) for s in stds])
-    model.requires_grad_(True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
-    if resume and ckpt.optimizer_state:
-        optimizer.load_state_dict(ckpt.optimizer_state)
-    heads_fn = (lambda feats: jde.forward_heads(feats, split)) if task_weight else None
-
-    def checkpoint(step: int, code_range=None) -> None:
-        model.eval()
-        save_checkpoint(output, MSFCCheckpoint(
-            split=split, model=model, jde_weights_id=jde.weights_id, qact=qact, code_range=code_range,
-            training={**settings.to_dict(), "sources": [str(p) for p in sources], "steps_done": step},
-            step=step, optimizer_state=optimizer.state_dict(), generator_state=generator.get_state(),
-        ))
-
-    losses: list[float] = []
-    began = time.perf_counter()
-    step = start
-    try:
-        with progress() as bar:
-            task = bar.add_task("training", total=steps, completed=start)
-            for step in range(start, steps):
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, settings)
-                losses.append(train_step(model, next(batches), optimizer, generator, settings, heads_fn))
-                bar.update(task, advance=1, description=f"training (loss {sum(losses[-50:]) / len(losses[-50:]):.4f})")
-                if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                    checkpoint(step + 1)
-            step = steps
-    except KeyboardInterrupt:
-        checkpoint(step)
-        raise FcmError(f"interrupted at step {step}; saved {output}, continue with --resume") from None
-
-    validation = _validation(jde, opened, split, dev, stats_frames, batch_size)
-    code_range = measure_code_range(model, iter(validation), len(validation))
-    checkpoint(steps, code_range)
-    elapsed = time.perf_counter() - began
-    ks = sorted(set(qact.channels) | {model.fused_channels})
-    errors: dict[int, float] = {}
-    for feats in validation:
-        for k, v in error_by_channels(model, feats, ks).items():
-            errors[k] = errors.get(k, 0.0) + v / len(validation)
+    ks = sorted(result.errors)
+    model, (lo, hi) = result.model, result.code_range
     print_table(
-        f"fcm-train {split}: {steps - start} steps in {elapsed:.0f} s -> {output}",
+        f"fcm-train {split.name}: {result.steps - result.start} steps in {result.seconds:.0f} s -> {output}",
         ["MSFF params", "MSFR params", "last loss", "code range"],
-        [[count_parameters(model.msff), count_parameters(model.msfr), sum(losses[-50:]) / max(len(losses[-50:]), 1),
-          f"[{code_range[0]:.3g}, {code_range[1]:.3g}]"]],
+        [[count_parameters(model.msff), count_parameters(model.msfr), result.last_loss, f"[{lo:.3g}, {hi:.3g}]"]],
     )
-    print_table("standardised reconstruction MSE by kept channels (validation frames)", [str(k) for k in ks], [[errors[k] for k in ks]])
+    print_table("standardised reconstruction MSE by kept channels (validation frames)", [str(k) for k in ks],
+                [[result.errors[k] for k in ks]])

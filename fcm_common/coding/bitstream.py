@@ -1,7 +1,7 @@
 """The fcm feature bitstream: a self-describing header, then the inner codec's payload.
 
 ``docs/bitstream.md`` specifies it byte by byte. The header carries everything the decoder needs
-(no side files): method, split, codec, frame sizes, frame count and rate, the tile layout and
+(no side files): method, split, codec (by the codes their classes register), frame sizes, frame count and rate, the tile layout and
 channel counts, the quantisation ranges, identifiers of the JDE weights and of any learned model,
 a hash of the reconstructed frames (so the decoder can prove it decoded what the encoder meant),
 and a CRC-32 over the header. Every field is validated on read; any inconsistency is a
@@ -18,17 +18,17 @@ from fractions import Fraction
 
 import numpy as np
 
+from fcm_common.coding.codecs import CODECS
+from fcm_common.coding.identifiers import ID_BYTES, hex_id
+from fcm_common.coding.methods import METHODS
 from fcm_common.coding.packing import FrameLayout, TileGrid
 from fcm_common.core.errors import FcmError
-from fcm_common.model.splits import SPLITS, get_split
+from fcm_common.model.splits import SPLIT_CODES, SPLIT_NAMES, SPLITS
 
 MAGIC = b"FCMB"
 VERSION = 1
-METHODS = ("anchor", "advmsfc")
-CODECS = ("lossless", "vvenc", "vtm")
 GOPS = ("ld", "ra")
 SAMPLE_FORMATS = {10: "10-bit integer", 32: "float32"}
-ID_BYTES = 16
 FLAG_CHUNKED = 0x01  # the inner stream was encoded in intra-period chunks and joined (VTM parcat)
 FLAG_PER_FRAME_RANGE = 0x02  # one quantisation range per frame instead of one per sequence
 KNOWN_FLAGS = FLAG_CHUNKED | FLAG_PER_FRAME_RANGE
@@ -93,10 +93,8 @@ def digest16(h) -> bytes:
     return h.digest()[:ID_BYTES]
 
 
-def hex_id(value: str | bytes) -> bytes:
-    """A 16-byte identifier from a hex digest (truncated) or bytes."""
-    raw = bytes.fromhex(value) if isinstance(value, str) else bytes(value)
-    return (raw + bytes(ID_BYTES))[:ID_BYTES]
+__all__ = ["ID_BYTES", "BitstreamError", "StreamHeader", "digest16", "frames_hash", "hash_frame", "hex_id", "parse",
+           "serialize", "validate"]
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -110,9 +108,9 @@ def serialize(header: StreamHeader, payload: bytes) -> bytes:
     out += struct.pack(
         ">BBBBBBbBH",
         VERSION,
-        METHODS.index(header.method),
-        list(SPLITS).index(header.split),
-        CODECS.index(header.codec),
+        METHODS[header.method].code,
+        SPLIT_CODES[header.split],
+        CODECS[header.codec].code,
         flags,
         header.sample_bits,
         header.qp,
@@ -182,6 +180,13 @@ def _choice(table, code: int, what: str) -> str:
     return table[code]
 
 
+def _registered(registry, code: int, what: str) -> str:
+    cls = registry.by_code(code)
+    if cls is None:
+        raise BitstreamError(f"invalid {what} code {code} in the header")
+    return cls.name
+
+
 def parse(data: bytes) -> tuple[StreamHeader, bytes]:
     """Parse and validate a bitstream; returns the header and the inner payload."""
     if len(data) < len(MAGIC):
@@ -226,9 +231,9 @@ def parse(data: bytes) -> tuple[StreamHeader, bytes]:
     if fps_den == 0 or fps_num == 0:
         raise BitstreamError("invalid frame rate 0 in the header")
     header = StreamHeader(
-        method=_choice(METHODS, method, "method"),
-        split=_choice(list(SPLITS), split, "split"),
-        codec=_choice(CODECS, codec, "codec"),
+        method=_registered(METHODS, method, "method"),
+        split=_choice(SPLIT_NAMES, split, "split"),
+        codec=_registered(CODECS, codec, "codec"),
         sample_bits=bits,
         qp=qp,
         gop=_choice(GOPS, gop, "GOP structure"),
@@ -268,10 +273,12 @@ def validate(h: StreamHeader) -> None:
         raise BitstreamError(f"invalid method '{h.method}'")
     if h.codec not in CODECS:
         raise BitstreamError(f"invalid codec '{h.codec}'")
-    split = get_split(h.split)
+    if h.split not in SPLITS:
+        raise BitstreamError(f"invalid split '{h.split}'")
+    method, split = METHODS[h.method], SPLITS[h.split]
     if h.sample_bits not in SAMPLE_FORMATS:
         raise BitstreamError(f"invalid sample format: {h.sample_bits} bits")
-    if h.sample_bits == 32 and h.codec != "lossless":
+    if h.sample_bits == 32 and not CODECS[h.codec].float_samples:
         raise BitstreamError("float32 samples can only be carried by the lossless codec")
     if h.num_frames < 1:
         raise BitstreamError("the header says the stream has no frames")
@@ -286,12 +293,7 @@ def validate(h: StreamHeader) -> None:
     if not -12 <= h.qp <= 63:
         raise BitstreamError(f"invalid QP {h.qp}")
 
-    split_shapes = split.shapes(h.input_width, h.input_height)
-    if h.method == "anchor":
-        expected = split_shapes
-    else:
-        coarse = max(range(3), key=lambda i: split.strides[i])
-        expected = [(split.fused_channels, split_shapes[coarse][1], split_shapes[coarse][2])]
+    expected = method.stream_shapes(split, h.input_width, h.input_height)
     if len(h.layout.grids) != len(expected):
         raise BitstreamError(f"{h.method}/{h.split} carries {len(expected)} tensors, the header lists {len(h.layout.grids)}")
     for grid, index in zip(h.layout.grids, h.layout.source_index):
@@ -303,8 +305,8 @@ def validate(h: StreamHeader) -> None:
             )
         if not 1 <= grid.channels <= c:
             raise BitstreamError(f"tensor {index}: {grid.channels} coded channels, expected 1..{c}")
-        if h.method == "anchor" and grid.channels != c:
-            raise BitstreamError(f"tensor {index}: the anchor codes all {c} channels, the header says {grid.channels}")
+        if method.codes_all_channels and grid.channels != c:
+            raise BitstreamError(f"tensor {index}: the {h.method} codes all {c} channels, the header says {grid.channels}")
     # sub-frames stacked without overlap, inside the coded frame
     top = 0
     for grid in sorted(h.layout.grids, key=lambda g: g.top):
@@ -330,7 +332,7 @@ def validate(h: StreamHeader) -> None:
     for name, value in (("JDE weights identifier", h.jde_id), ("model identifier", h.model_id), ("reconstruction hash", h.recon_hash)):
         if len(value) != ID_BYTES:
             raise BitstreamError(f"the {name} must be {ID_BYTES} bytes")
-    if h.method == "anchor" and any(h.model_id):
-        raise BitstreamError("an anchor stream has no learned model, but the header names one")
-    if h.method == "advmsfc" and not any(h.model_id):
-        raise BitstreamError("an advmsfc stream must name its model")
+    if not method.learned and any(h.model_id):
+        raise BitstreamError(f"an {h.method} stream has no learned model, but the header names one")
+    if method.learned and not any(h.model_id):
+        raise BitstreamError(f"an {h.method} stream must name its model")

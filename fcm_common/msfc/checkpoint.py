@@ -94,8 +94,9 @@ def load_checkpoint(
     if data.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported (expected {VERSION})")
     ck_split = data["split"]
-    if split is not None and get_split(split).name != ck_split:
-        raise CheckpointError(f"{path} was trained for split '{ck_split}', not '{get_split(split).name}'")
+    wanted = get_split(split).name if split is not None else ck_split
+    if wanted != ck_split:
+        raise CheckpointError(f"{path} was trained for split '{ck_split}', not '{wanted}'")
     if jde_weights_id is not None and data["jde_weights_id"] != jde_weights_id:
         raise CheckpointError(
             f"{path} was trained against JDE weights {data['jde_weights_id'][:16]}..., these are {jde_weights_id[:16]}...: "

@@ -64,8 +64,8 @@ def load_qact(split: str, path: str | Path | None = None) -> QACTTable:
 
 
 def write_qact(path: str | Path, tables: dict[str, QACTTable], comment: str = "") -> None:
-    """Write tables in the ``cfg/qact.toml`` format."""
+    """Write tables (by split name) in the ``cfg/qact.toml`` format."""
     lines = [f"# {line}" for line in comment.splitlines()] + ([""] if comment else [])
     for split, table in tables.items():
-        lines += [f"[{get_split(split).name}]", f"qps = {list(table.qps)}", f"channels = {list(table.channels)}", ""]
+        lines += [f"[{split}]", f"qps = {list(table.qps)}", f"channels = {list(table.channels)}", ""]
     write_text_atomic(path, "\n".join(lines))

@@ -1,29 +1,31 @@
-"""Inner codecs: ``vvenc`` (default, from PyPI), ``vtm`` (reference software) and ``lossless``."""
+"""Inner codecs: ``vvenc`` (default, from PyPI), ``vtm`` (reference software) and ``lossless``.
+
+Every module of this package holds one codec class; importing the package imports them all, which
+registers them (:func:`~fcm_common.coding.codecs.base.register_codec`). A new codec is a new module.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from fcm_common.coding.codecs.base import (
+    CODECS,
+    SHARED_OPTIONS,
+    CodecChoice,
+    CodecError,
+    CodecParams,
+    FrameEncoder,
+    InnerCodec,
+    decoder_codec,
+    make_codec,
+    register_codec,
+)
+from fcm_common.coding.registry import import_modules
 
-from fcm_common.coding.codecs.base import CodecError, CodecParams, FrameEncoder, InnerCodec
+import_modules(__name__, __path__)
 
-CODEC_NAMES = ("vvenc", "vtm", "lossless")
+CODEC_NAMES = CODECS.names()
+DECODER_CHOICES = ("auto", *sorted({cls.decoder for cls in CODECS if cls.decoder}))
 
-
-def make_codec(name: str, vtm_dir: str | Path | None = None, vtm_cfg: str | Path | None = None, vtm_jobs: int = 1) -> InnerCodec:
-    """An inner codec by name (the VTM options only matter for ``vtm``)."""
-    if name == "vvenc":
-        from fcm_common.coding.codecs.vvenc import VVencCodec
-
-        return VVencCodec()
-    if name == "vtm":
-        from fcm_common.coding.codecs.vtm import VTMCodec
-
-        return VTMCodec(vtm_dir, vtm_cfg, vtm_jobs)
-    if name == "lossless":
-        from fcm_common.coding.codecs.lossless import LosslessCodec
-
-        return LosslessCodec()
-    raise CodecError(f"unknown codec '{name}' (choose from {', '.join(CODEC_NAMES)})")
-
-
-__all__ = ["CODEC_NAMES", "CodecError", "CodecParams", "FrameEncoder", "InnerCodec", "make_codec"]
+__all__ = [
+    "CODECS", "CODEC_NAMES", "DECODER_CHOICES", "SHARED_OPTIONS", "CodecChoice", "CodecError", "CodecParams",
+    "FrameEncoder", "InnerCodec", "decoder_codec", "make_codec", "register_codec",
+]

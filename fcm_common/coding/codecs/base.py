@@ -1,8 +1,13 @@
-"""The inner-codec interface: 10-bit monochrome frames in, bytes out, and back.
+"""The inner-codec interface and its registry: 10-bit monochrome frames in, bytes out, and back.
 
 Frames are 2-D ``uint16`` arrays with values 0..1023, all of one size; the size is a multiple of 8
 (the frame coder pads), so every codec can take it. Encoders are fed frame by frame (long
 sequences never sit in memory as a whole); decoders yield frames one by one.
+
+A codec is one class in one module of this package, decorated with :func:`register_codec`: its
+name, its bitstream code and its command-line options come from the class. An option named like a
+:class:`CodecParams` field (``--preset``) sets that stream parameter; the others (``--vtm-dir``)
+build the codec instance (:meth:`InnerCodec.from_options`).
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
+import click
 import numpy as np
 
+from fcm_common.coding.registry import CliOption, Registry, cli_option
 from fcm_common.core.errors import FcmError
 
 GOP_STRUCTURES = ("ld", "ra")
@@ -96,17 +104,27 @@ class FrameEncoder(ABC):
 class InnerCodec(ABC):
     """One inner codec; ``code`` identifies it in the bitstream."""
 
-    name: str = ""
-    code: int = -1
+    name: ClassVar[str] = ""
+    code: ClassVar[int] = -1
+    options: ClassVar[tuple[CliOption, ...]] = ()  # encoder side (fcm-encode, fcm-ctc, fcm-calibrate)
+    decode_options: ClassVar[tuple[CliOption, ...]] = ()  # fcm-decode
+    float_samples: ClassVar[bool] = False  # can carry float32 samples (--bit-depth 32)
+    family: ClassVar[str] = ""  # codecs of one family decode each other's streams ("vvc")
+    decoder: ClassVar[str] = ""  # its name as fcm-decode --decoder, for a family's decoders
 
     max_size = 65535
+
+    @classmethod
+    def from_options(cls, **options) -> InnerCodec:
+        """The codec from its command-line options (each codec takes its own and ignores the rest)."""
+        return cls()
 
     def check_size(self, width: int, height: int, sample_bits: int = 10) -> None:
         if width % 8 or height % 8 or width <= 0 or height <= 0:
             raise CodecError(f"{self.name}: frame size {width}x{height} is not a positive multiple of 8")
         if max(width, height) > self.max_size:
             raise CodecError(f"{self.name}: frame size {width}x{height} exceeds {self.max_size}")
-        if sample_bits != 10 and self.name != "lossless":
+        if sample_bits != 10 and not self.float_samples:
             raise CodecError(f"{self.name} codes 10-bit samples only; float32 samples need the lossless codec")
 
     @abstractmethod
@@ -119,3 +137,55 @@ class InnerCodec(ABC):
 
     def describe(self) -> str:
         return self.name
+
+
+CODECS: Registry[InnerCodec] = Registry("codec", CodecError)
+register_codec = CODECS.register
+
+# options every codec command has (stream parameters of the VVC codecs)
+SHARED_OPTIONS = (
+    cli_option("--gop", type=click.Choice(GOP_STRUCTURES), default="ld", show_default=True,
+               help="Low delay or random access."),
+)
+PARAM_NAMES = frozenset(f.name for f in fields(CodecParams))
+
+
+def make_codec(name: str, **options) -> InnerCodec:
+    """An inner codec by name, from its options (e.g. ``vtm_dir``; those of other codecs are ignored)."""
+    return CODECS[name].from_options(**options)
+
+
+def decoder_codec(stream_codec: str, decoder: str = "auto", **options) -> InnerCodec:
+    """The codec that decodes a stream of ``stream_codec``: itself, or (``decoder``, fcm-decode
+    --decoder) another decoder of its family."""
+    cls = CODECS[stream_codec]
+    if decoder != "auto" and cls.family:
+        cls = next((c for c in CODECS if c.decoder == decoder and c.family == cls.family), cls)
+    return cls.from_options(**options)
+
+
+@dataclass
+class CodecChoice:
+    """An inner codec as a command line chose it: its name and its options' values.
+
+    The codec instance is built once, on first use (so that a command can check its other inputs
+    first); ``params`` are the stream parameters among the options (gop, preset).
+    """
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    _codec: InnerCodec | None = field(default=None, init=False, repr=False)
+
+    @property
+    def codec(self) -> InnerCodec:
+        if self._codec is None:
+            self._codec = make_codec(self.name, **self.build_options)
+        return self._codec
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options.items() if k in PARAM_NAMES}
+
+    @property
+    def build_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options.items() if k not in PARAM_NAMES}

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fcm_common.coding.codecs.base import CodecError, CodecParams, FrameEncoder, InnerCodec, check_frame, sample_dtype
+from fcm_common.coding.codecs.base import (
+    CodecError,
+    CodecParams,
+    FrameEncoder,
+    InnerCodec,
+    check_frame,
+    register_codec,
+    sample_dtype,
+)
 
 
 class _ZlibEncoder(FrameEncoder):
@@ -25,9 +33,11 @@ class _ZlibEncoder(FrameEncoder):
         return b"".join(self.chunks)
 
 
+@register_codec
 class LosslessCodec(InnerCodec):
     name = "lossless"
     code = 0
+    float_samples = True
 
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)

@@ -24,9 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import numpy as np
 
-from fcm_common.coding.codecs.base import CodecError, CodecParams, FrameEncoder, InnerCodec, check_frame, run_tool
+from fcm_common.coding.codecs.base import (
+    CodecError,
+    CodecParams,
+    FrameEncoder,
+    InnerCodec,
+    check_frame,
+    register_codec,
+    run_tool,
+)
+from fcm_common.coding.registry import cli_option
 
 GOP_SIZE = 8  # of VTM's low-delay configuration
 MIN_LD_INTRA_PERIOD = 16  # its pictures reference up to 25 back; VTM-12.0 crashes on 8
@@ -157,14 +167,33 @@ class _VTMEncoder(FrameEncoder):
             self.fh.close()
 
 
+VTM_DIR_OPTION = cli_option("--vtm-dir", envvar="FCM_VTM_DIR", type=click.Path(path_type=Path),
+                            help="VTM tree or bin folder (default $FCM_VTM_DIR, then PATH).")
+
+
+@register_codec
 class VTMCodec(InnerCodec):
     name = "vtm"
     code = 2
+    family = "vvc"
+    decoder = "vtm"
+    options = (
+        VTM_DIR_OPTION,
+        cli_option("--vtm-cfg", type=click.Path(path_type=Path),
+                   help="VTM encoder cfg (default: the tree's low-delay or random-access cfg)."),
+        cli_option("--vtm-jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                   help="Encode intra-period chunks in parallel and join them with parcat (as the MPEG framework does)."),
+    )
+    decode_options = (VTM_DIR_OPTION,)
 
     def __init__(self, vtm_dir: str | Path | None = None, cfg: str | Path | None = None, jobs: int = 1):
         self.tools = locate_vtm(vtm_dir)
         self.cfg = Path(cfg) if cfg else None
         self.jobs = max(int(jobs), 1)
+
+    @classmethod
+    def from_options(cls, vtm_dir=None, vtm_cfg=None, vtm_jobs=1, **_) -> VTMCodec:
+        return cls(vtm_dir, vtm_cfg, vtm_jobs)
 
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)

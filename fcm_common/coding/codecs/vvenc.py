@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
+import click
 import numpy as np
 
 from fcm_common.coding.codecs.base import (
@@ -27,7 +28,9 @@ from fcm_common.coding.codecs.base import (
     InnerCodec,
     check_frame,
     command_failure,
+    register_codec,
 )
+from fcm_common.coding.registry import cli_option
 
 PRESETS = ("faster", "fast", "medium", "slow", "slower")
 MID_CHROMA = 512
@@ -37,7 +40,7 @@ MID_CHROMA = 512
 def ffmpeg_exe() -> str:
     """The ffmpeg binary (imageio-ffmpeg's, or $IMAGEIO_FFMPEG_EXE), checked for VVC support."""
     try:
-        import imageio_ffmpeg
+        import imageio_ffmpeg  # third-party, imported when a codec first runs: a missing one is a CodecError
 
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as exc:
@@ -112,9 +115,15 @@ class _VVencEncoder(FrameEncoder):
         self.log_fh.close()
 
 
+@register_codec
 class VVencCodec(InnerCodec):
     name = "vvenc"
     code = 1
+    family = "vvc"
+    decoder = "ffmpeg"
+    options = (
+        cli_option("--preset", type=click.Choice(PRESETS), default="medium", show_default=True, help="VVenC preset."),
+    )
 
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)

@@ -6,12 +6,29 @@ from collections.abc import Sequence
 
 import torch
 
-from fcm_common.coding.methods import FeatureMethod
+from fcm_common.coding.methods.base import FeatureMethod, register_method
 from fcm_common.coding.packing import FrameLayout, anchor_layout
+from fcm_common.model.splits import SplitPoint
+
+# the framework's fixed dataset ranges at its anchor splits; backbone has no framework range
+DEFAULT_RANGES = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
 
 
+@register_method
 class AnchorMethod(FeatureMethod):
     name = "anchor"
+    code = 0
+    summary = "the MPEG feature anchor"
+    range_help = "anchor tvd (dn53), hieve (alt1), frame (backbone)"
+    codes_all_channels = True
+    dataset_range = True
+
+    @classmethod
+    def stream_shapes(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int, int]]:
+        return split.shapes(input_width, input_height)
+
+    def default_range(self, split: SplitPoint) -> str:
+        return DEFAULT_RANGES[split.name]
 
     def coded_shapes(self, split_shapes: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         return [tuple(s) for s in split_shapes]
