@@ -1,7 +1,7 @@
 # fcm: Feature Coding for Machines (advMSFC + MPEG feature anchor for JDE-1088x608)
 #
 #   make install   virtual environment in .venv with torch (CPU wheel by default) and fcm
-#   make test      the test suite (what CI runs)
+#   make test      the import layering (lint-imports, contracts in pyproject.toml) and the test suite (what CI runs)
 #   make demo      a synthetic clip through fcm-track with random weights (smoke run)
 #   make bench        JDE part 1 / part 2 time per frame
 #   make bench-codec  inner codecs on the same packed anchor features
@@ -32,9 +32,11 @@ install:
 	$(PY) -m pip install -e ".[test]"
 
 test:
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast:
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo:
