@@ -2,8 +2,22 @@
 
 10-bit samples: each tensor is min-max quantised (:mod:`fcm_common.coding.quantization`), tiled
 (:mod:`fcm_common.coding.packing`) with unused tiles at the fill level, and the frame is padded right
-and bottom to multiples of 8 by repeating its last column/row (cheaper to code than a step).
+and bottom to multiples of 8 by repeating its last column/row.
 float32 samples (lossless codec only) skip quantisation: the uncompressed reference.
+
+Padding and the MPEG framework. The framework (CompressAI-Vision) writes its packed frames into a
+YUV file padded to multiples of 2 with its ``mid_level`` (``readwriteYUV``) and gives VTM the
+unpadded size; VTM (``ConformanceWindowMode=1``) pads what it reads to its 8-sample CU grid by
+repeating the last column and row, and signals a conformance window. For the ``dn53`` and ``alt1``
+anchors no padding ever happens: every dimension of the packed frame is a multiple of 8 for any
+network input that is a multiple of 32, so the frames handed to VVC are the framework's sample for
+sample and the coded size is the layout size (``tests/test_anchor_parity.py``; geometry checked
+for every size from 32 to 2048). Frames that are not multiples of 8 (``backbone`` anchors, which the
+framework packs only for portrait inputs, and advMSFC) are padded here with VTM's own rule, so VVC
+codes the same samples as VTM would from the unpadded frame; only the framework's VTM stream would
+signal the crop, ours crops with the layout size from the header. (The framework's 2-alignment never
+applies: its frames are even, and on an odd one its YUV file and the size it passes VTM would
+disagree.) See ``docs/parity.md``.
 """
 
 from __future__ import annotations

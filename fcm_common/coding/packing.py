@@ -8,8 +8,10 @@ The MPEG feature anchor's layout (:func:`anchor_layout`), as the MPEG framework 
 tensors largest first; each on a near-square grid whose short side is the largest divisor of C not
 above sqrt(C) (the short side runs along the tile's long side); the smaller tensors re-flowed to
 the width of the largest. JDE at 1088x608 gives 2176x2128 frames for ``dn53`` and 1088x2128 for
-``alt1``. (The framework defines no anchor for ``backbone``, where C = 536 = 8 x 67 does not
-re-flow exactly; there the smaller tensors get a partial last tile row: 1088x6707 frames.)
+``alt1``, the same frames as the framework's at every input size (``tests/test_anchor_parity.py``).
+For ``backbone`` (C = 536 = 8 x 67) the framework's re-flow is exact only for portrait inputs, where
+ours is the same; for landscape ones its tiling fails, and here the smaller tensors get a partial
+last tile row instead: 1088x6707 frames at 1088x608.
 
 A single tensor (advMSFC) uses :func:`single_tensor_layout`: the same near-square rule, or, when
 that grid is too elongated (C = 536 gives 8 x 67 tiles), a padded grid of ceil(sqrt(C)) columns
