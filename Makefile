@@ -1,9 +1,10 @@
-# fcm: Feature Coding for Machines (advMSFC + MPEG feature anchor for JDE-1088x608)
+# fcm: Feature Coding for Machines (advMSFC + the MPEG feature anchor for JDE)
 #
 #   make install   virtual environment in .venv with torch (CPU wheel by default) and fcm
 #   make test      the import layering (lint-imports, contracts in pyproject.toml) and the test suite (what CI runs)
-#   make demo      a synthetic clip through fcm-track with random weights (smoke run)
-#   make bench        JDE part 1 / part 2 time per frame
+#   make demo      the shipped PETS09-S2L1 sample through fcm-track, fcm-encode and fcm-decode (real MOTA)
+#   make bench        JDE part 1 / part 2 time per frame (the bundled JDE and JDE-1088x608)
+#   make rd           the rate-accuracy study on the sample: anchor and advMSFC x 3 splits -> docs/results.md
 #   make bench-codec  inner codecs on the same packed anchor features
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
@@ -23,8 +24,9 @@ SPLIT   ?= backbone
 CODEC   ?= vtm
 OUT     ?= runs
 MODEL   ?=
+SAMPLE  ?= samples/PETS09-S2L1-551-650
 
-.PHONY: install test test-fast demo bench bench-codec bench-msfc vtm ctc clean
+.PHONY: install test test-fast demo bench rd bench-codec bench-msfc vtm ctc clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -40,13 +42,18 @@ test-fast:
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo:
-	$(PY) -c "from fcm_common.data.synthetic import write_mot_sequence as w; w('out/demo/SYN-01', num_frames=4)"
-	$(VENV)/bin/fcm-track out/demo/SYN-01 --weights random -o out/demo/SYN-01.txt
-	$(VENV)/bin/fcm-encode out/demo/SYN-01 --method anchor --weights random --split alt1 --qp 32 --preset faster -o out/demo/SYN-01.bin
-	$(VENV)/bin/fcm-decode out/demo/SYN-01.bin --weights random -o out/demo/SYN-01_decoded.txt --gt out/demo/SYN-01
+	mkdir -p out/demo
+	$(VENV)/bin/fcm-track $(SAMPLE) -o out/demo/tracks.txt
+	$(VENV)/bin/fcm-encode $(SAMPLE) --qp 32 --split backbone -o out/demo/advmsfc_backbone_qp32.bin
+	$(VENV)/bin/fcm-decode out/demo/advmsfc_backbone_qp32.bin --gt $(SAMPLE)
+	$(VENV)/bin/fcm-encode $(SAMPLE) --qp 32 --split backbone --method anchor -o out/demo/anchor_backbone_qp32.bin
+	$(VENV)/bin/fcm-decode out/demo/anchor_backbone_qp32.bin --gt $(SAMPLE)
 
 bench:
 	$(PY) benchmarks/bench_jde.py --repeats 3
+
+rd:
+	$(PY) tools/rd_study.py --data samples --out $(OUT)/rd
 
 bench-codec:
 	$(PY) benchmarks/bench_codec.py --split alt1 --frames 4 --presets faster,medium

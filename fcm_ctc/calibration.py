@@ -20,7 +20,7 @@ from fcm_common.coding.codecs import InnerCodec
 from fcm_common.coding.methods.advmsfc import AdvMSFCMethod
 from fcm_common.core.errors import FcmError
 from fcm_common.data.sources import FrameSource
-from fcm_common.evaluation.mot_metrics import accumulate, summarize
+from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
 from fcm_common.model.splits import SplitPoint
 from fcm_common.msfc.qact import QACTTable, write_qact
 from fcm_ctc.experiment import code_and_track
@@ -89,7 +89,7 @@ class Calibration:
 
 def calibrate(
     sources: Sequence[FrameSource], jde, method: AdvMSFCMethod, split: SplitPoint, qps: list[int], ks: list[int],
-    codec: InnerCodec, device, eval_mode: str = "tvd", on_point: Callable[[], None] | None = None, **encode,
+    codec: InnerCodec, device, eval_mode: str = "auto", on_point: Callable[[], None] | None = None, **encode,
 ) -> Calibration:
     """Measure every (QP, k) on ``sources`` (with ground truth) and choose k per QP.
 
@@ -99,22 +99,21 @@ def calibrate(
     fused = method.model.fused_channels
     if max(ks) > fused:
         raise FcmError(f"channel counts must not exceed {fused}")
-    quant_range = method.range_spec(None, split)
+    quant_range = method.range_spec(None, split, (jde.input_width, jde.input_height))
     points: Points = {}
     for qp in qps:
         for k in ks:
             at_k = AdvMSFCMethod(method.checkpoint, k)
             settings = EncodeSettings(split=split, qp=qp, codec=codec, range_spec=quant_range, **encode)
-            accs, names, total_bits, total_seconds = [], [], 0.0, 0.0
+            items, total_bits, total_seconds = [], 0.0, 0.0
             for source in sources:
                 result = code_and_track(source, jde, at_k, settings, device)
-                accs.append(accumulate(source.gt_path, result.rows, eval_mode, source.seqinfo_path))
-                names.append(source.name)
+                items.append(SequenceResult(source.name, source.gt_path, result.rows, source.seqinfo_path, mode=eval_mode))
                 total_bits += result.bytes * 8
                 total_seconds += result.frames / result.fps
                 if on_point:
                     on_point()
-            mota = float(summarize(accs, names).loc["OVERALL", "MOTA"])
+            mota = float(evaluate(items).loc["OVERALL", "MOTA"])
             points[(qp, k)] = (total_bits / total_seconds / 1000, mota)
     choice = choose_channels(points, qps)
     return Calibration(points, choice, QACTTable(tuple(qps), tuple(choice[q] for q in qps)))

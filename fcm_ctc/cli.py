@@ -19,8 +19,11 @@ from fcm_common.cli.support import (
     weights_option,
 )
 from fcm_common.coding.methods import check_method
+from fcm_common.coding.methods.anchor import REFERENCE_INPUT
 from fcm_common.core.device import DEVICE_CHOICES
 from fcm_common.core.errors import FcmError
+from fcm_common.model.bundled import bundled_weights
+from fcm_common.model.jde import load_jde
 from fcm_common.model.splits import SPLITS
 from fcm_ctc.config import load_dataset
 from fcm_ctc.report import write_reports
@@ -89,8 +92,7 @@ def run(dataset, data_root, method, method_options, split, codec, out, weights, 
         workers, scheduler, device):
     """Run every (sequence, QP) pair of a dataset; finished pairs are skipped, so re-running resumes."""
     ds = load_dataset(dataset)
-    if not weights:
-        raise FcmError("no JDE weights: pass --weights PATH (or set FCM_JDE_WEIGHTS), or --weights random for a smoke run")
+    weights = weights or str(bundled_weights())  # no --weights: the bundled JDE
     method_class = check_method(method, **method_options)
     split = split or SPLITS[method_class.default_split or ds.anchor_split]
     if not data_root.is_dir():
@@ -98,7 +100,11 @@ def run(dataset, data_root, method, method_options, split, codec, out, weights, 
     for seq in ds.sequences:
         if not (data_root / seq.folder).is_dir():
             raise FcmError(f"{seq.name}: {data_root / seq.folder} not found (is --data right?)")
-    if range_text is None and method_class.dataset_range and split.name == ds.anchor_split:
+    # the defaults that depend on the network are settled here, once, for every worker
+    jde = load_jde(None if weights == "random" else weights, cfg=jde_cfg)
+    method_options = method_class.default_options(split, jde.weights_id, **method_options)
+    reference = (jde.input_width, jde.input_height) == REFERENCE_INPUT  # the network the fixed ranges were measured on
+    if range_text is None and method_class.dataset_range and split.name == ds.anchor_split and reference:
         range_text = ds.anchor_range
     n_workers = 1 if scheduler else workers
     qp_override = _qp_list(qps)

@@ -8,12 +8,11 @@ from pathlib import Path
 import click
 
 from fcm_common.cli.options import click_option, codec_options, split_option
-from fcm_common.cli.support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, weights_option
+from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
 from fcm_common.coding.methods.advmsfc import MODEL_OPTION, AdvMSFCMethod
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.data.sources import open_source
-from fcm_common.evaluation.mot_metrics import EVAL_MODES
-from fcm_common.model.jde import load_jde
+from fcm_common.evaluation.mot_metrics import MODE_CHOICES
 from fcm_ctc.calibration import calibrate, require_ground_truth, write_calibration
 
 
@@ -38,7 +37,8 @@ def _ints(text: str) -> list[int]:
 @codec_options(default="vvenc")
 @click.option("--intra-period", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Only the first N frames of each sequence.")
-@click.option("--eval-mode", type=click.Choice(EVAL_MODES), default="tvd", show_default=True)
+@click.option("--eval-mode", type=click.Choice(MODE_CHOICES), default="auto", show_default=True,
+              help="Evaluation rules (auto: tvd/hieve for TVD/HiEve sequences, the MOTChallenge devkit's otherwise).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("qact_calibrated.toml"), show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, codec, intra_period, max_frames, eval_mode,
@@ -48,7 +48,7 @@ def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, code
     require_ground_truth(sources)
     qp_list = _ints(qps)
     dev = resolve_device(device)
-    jde = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
+    jde = open_network(weights, jde_cfg, dev)
     method = AdvMSFCMethod.prepare(split, jde.weights_id, dev, model_path=model_path)
     ks = _ints(channel_text) if channel_text else sorted(set(method.checkpoint.qact.channels))
     params = codec.params

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import cfg_file, read_toml
-from fcm_common.evaluation.mot_metrics import EVAL_MODES
+from fcm_common.evaluation.mot_metrics import MODE_CHOICES
 from fcm_common.model.splits import get_split
 from fcm_common.msfc.qact import load_qact
 
@@ -77,7 +77,7 @@ def load_dataset(name_or_path: str | Path) -> DatasetDef:
         ]
         dataset = DatasetDef(
             name=str(data["name"]),
-            eval_mode=str(data.get("eval_mode", "tvd")),
+            eval_mode=str(data.get("eval_mode", "auto")),
             intra_period=int(data["intra_period"]),
             anchor_split=get_split(data.get("anchor_split", "dn53")).name,
             anchor_range=str(data.get("anchor_range", "frame")),
@@ -87,8 +87,8 @@ def load_dataset(name_or_path: str | Path) -> DatasetDef:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CTCConfigError(f"{path}: invalid dataset definition ({exc})") from None
-    if dataset.eval_mode not in EVAL_MODES:
-        raise CTCConfigError(f"{path}: eval_mode must be one of {', '.join(EVAL_MODES)}")
+    if dataset.eval_mode not in MODE_CHOICES:
+        raise CTCConfigError(f"{path}: eval_mode must be one of {', '.join(MODE_CHOICES)}")
     names = [s.name for s in sequences]
     if not names or len(set(names)) != len(names):
         raise CTCConfigError(f"{path}: sequence names must be present and unique")

@@ -20,7 +20,7 @@ from fcm_common.coding.methods import FeatureMethod
 from fcm_common.core.atomic import write_bytes_atomic
 from fcm_common.data.mot_format import MotRow, write_rows
 from fcm_common.data.sources import FrameSource
-from fcm_common.evaluation.mot_metrics import accumulate, summarize
+from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
 from fcm_decoder.decoder import decode_stream
 from fcm_encoder.encoder import encode_sequence
 
@@ -67,7 +67,7 @@ def evaluate_point(
     result: PointResult, gt_path: Path, mode: str, seqinfo: Path | None, max_frame: int | None = None
 ) -> dict[str, float]:
     """MOTA & co. of one point (fills ``result.metrics``)."""
-    summary = summarize([accumulate(gt_path, result.rows, mode, seqinfo, max_frame)], [result.sequence])
+    summary = evaluate([SequenceResult(result.sequence, gt_path, result.rows, seqinfo, max_frame, mode=mode)])
     row = summary.loc[result.sequence]
     result.metrics = {k: float(row[k]) for k in ("MOTA", "IDF1", "MOTP", "FP", "FN", "IDs", "GT")}
     return result.metrics

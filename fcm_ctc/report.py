@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fcm_common.core.atomic import atomic_path
 from fcm_common.data.mot_format import read_rows
-from fcm_common.evaluation.mot_metrics import accumulate, summarize
+from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
 from fcm_ctc.config import DatasetDef
 
 PAIR_COLUMNS = ["sequence", "class", "qp", "rate_index", "channels", "frames", "fps", "bytes", "kbps", "MOTA",
@@ -64,14 +64,14 @@ def class_rows(dataset: DatasetDef, results: list[dict], run_dir: Path, data_roo
             if missing:
                 problems.append(f"class {cls}, rate index {i}: no result for {', '.join(missing)}")
                 continue
-            accs = []
+            items = []
             for name, p in zip(members, points):
                 seq_dir = data_root / folders[name]
                 seqinfo = seq_dir / "seqinfo.ini"
                 tracks = read_rows(run_dir / name / f"qp{p['qp']}" / "tracks.txt")
-                accs.append(accumulate(seq_dir / "gt" / "gt.txt", tracks, dataset.eval_mode,
-                                       seqinfo if seqinfo.is_file() else None, max_frames))
-            summary = summarize(accs, members)
+                items.append(SequenceResult(name, seq_dir / "gt" / "gt.txt", tracks,
+                                            seqinfo if seqinfo.is_file() else None, max_frames, mode=dataset.eval_mode))
+            summary = evaluate(items)  # OVERALL with the framework's pooled solver
             seconds = [p["frames"] / p["fps"] for p in points]
             total = sum(seconds)
             row = {

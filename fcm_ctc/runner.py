@@ -154,7 +154,8 @@ def run_pair(spec: RunSpec, pair: Pair) -> dict:
         split = SPLITS[spec.split]
         settings = EncodeSettings(
             split=split, qp=pair.qp, codec=make_codec(spec.codec, **spec.codec_options), intra_period=spec.intra_period,
-            preset=spec.preset, gop=spec.gop, range_spec=method.range_spec(spec.range_text, split), threads=spec.torch_threads,
+            preset=spec.preset, gop=spec.gop, range_spec=method.range_spec(spec.range_text, split, (jde.input_width, jde.input_height)),
+            threads=spec.torch_threads,
         )
         result = code_and_track(source, jde, method, settings, device,
                                 stream_path=out / "stream.bin", tracks_path=out / "tracks.txt")

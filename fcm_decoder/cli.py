@@ -8,13 +8,12 @@ import click
 import numpy as np
 
 from fcm_common.cli.options import decoder_options, method_decode_options
-from fcm_common.cli.report import evaluate_and_print
-from fcm_common.cli.support import FcmCommand, jde_cfg_option, print_table, progress, resolve_weights, weights_option
-from fcm_common.core.atomic import atomic_path
+from fcm_common.cli.report import eval_options, evaluate_and_print, prepare_ground_truth
+from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
+from fcm_common.core.atomic import atomic_path, refuse_overwriting_inputs
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.data.mot_format import write_rows
-from fcm_common.evaluation.mot_metrics import EVAL_MODES
-from fcm_common.model.jde import load_jde
+from fcm_common.evaluation.mot_metrics import SequenceResult
 from fcm_common.tracking.tracker import BUFFER_MODES
 from fcm_decoder.decoder import decode_stream, read_stream
 
@@ -26,18 +25,22 @@ from fcm_decoder.decoder import decode_stream, read_stream
 @method_decode_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="MOTChallenge tracks (default: IN.txt).")
 @click.option("--gt", "gt_path", type=click.Path(path_type=Path), help="Ground truth (gt.txt or sequence folder): print MOTA and friends.")
-@click.option("--eval-mode", type=click.Choice(EVAL_MODES), default="tvd", show_default=True, help="MPEG evaluation rules.")
+@eval_options()
 @click.option("--save-features", type=click.Path(path_type=Path), help="Write the reconstructed split tensors to an .npz file.")
 @decoder_options
 @click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval_mode, save_features, decoder, codec_options,
-         buffer_mode, device):
+def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval_mode, gt_layout, save_features, decoder,
+         codec_options, buffer_mode, device):
     """Decode IN.bin, run JDE part 2 and the tracker, and write MOTChallenge tracks."""
     header, payload, size = read_stream(bitstream_path)
+    target = None if gt_path is None else prepare_ground_truth(gt_path, eval_mode, gt_layout)
     dev = resolve_device(device)
-    model = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
+    model = open_network(weights, jde_cfg, dev, header, str(bitstream_path))
     output = output or bitstream_path.with_suffix(".txt")
+    for path in (output, save_features):
+        if path is not None:
+            refuse_overwriting_inputs(path, bitstream_path)
     with progress() as bar:
         task = bar.add_task("decoding", total=header.num_frames)
         report = decode_stream(
@@ -53,15 +56,14 @@ def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval
 
     seq = report.tracker
     print_table(
-        f"fcm-decode {bitstream_path.name}: {header.method}/{header.split}, {header.codec} QP {header.qp}",
+        f"fcm-decode {bitstream_path.name}: {header.method}/{header.split}, {header.codec} QP {header.qp}\n"
+        f"network: {model.network_name}" + report.method.describe_model(),
         ["frames", "bytes", "kbps", "detections", "tracks", "output"],
         [[header.num_frames, size, report.kbps, seq.detections, len({r.track_id for r in seq.rows}), str(output)]],
     )
     per_frame = {k: v / header.num_frames for k, v in report.seconds.items()}
     print_table("time per frame (s)", list(per_frame), [[v for v in per_frame.values()]])
-    if gt_path is not None:
-        gt = gt_path / "gt" / "gt.txt" if gt_path.is_dir() else gt_path
-        seqinfo = (gt_path if gt_path.is_dir() else gt.parent.parent) / "seqinfo.ini"
-        evaluate_and_print(
-            [(bitstream_path.stem, gt, seq.rows, seqinfo if seqinfo.is_file() else None)], eval_mode
-        )
+    if target is not None:
+        return evaluate_and_print([SequenceResult(bitstream_path.stem, target, seq.rows, max_frame=header.num_frames)],
+                                  tracks_file=output)
+    return None

@@ -38,6 +38,7 @@ class DecodeReport:
     seconds: dict[str, float]
     tracker: SequenceTracker
     features: dict[str, np.ndarray] | None = None
+    method: FeatureMethod | None = None
 
     @property
     def kbps(self) -> float:
@@ -71,12 +72,14 @@ def check_network(header: bitstream.StreamHeader, model) -> None:
         )
 
 
-def check_model(header: bitstream.StreamHeader, method: FeatureMethod) -> None:
-    """The learned model given must be the one the stream names."""
+def check_model(header: bitstream.StreamHeader, method: FeatureMethod, model) -> None:
+    """The learned model given must be the one the stream names, and the stream's tensors must be
+    what this network (and model) make."""
     if method.model_id != header.model_id:
         raise FcmError(
             f"the bitstream names model {header.model_id.hex()}, the model given is {method.model_id.hex()}"
         )
+    method.check_stream(header.fused_channels, model.split_shapes(header.split))
 
 
 def decoded_frames(codec: InnerCodec, header: bitstream.StreamHeader, payload: bytes, workdir: Path, timer: StageTimer):
@@ -118,10 +121,10 @@ def decode_stream(
     ``options`` (with ``model_path`` and ``vtm_dir``) are the command-line options of the methods
     and codecs: each takes its own. Results are released only once the reconstruction hash matched.
     """
-    options = {"model_path": model_path, "vtm_dir": vtm_dir, **options}
+    options = {"model_path": model_path, "vtm_dir": vtm_dir, "model_id": header.model_id, **options}
     check_network(header, model)
     method = method or method_for_decoding(header.method, device, **options)
-    check_model(header, method)
+    check_model(header, method, model)
     codec = decoder_codec(header.codec, decoder, **options)
     fmt = FrameFormat(header.layout, header.coded_width, header.coded_height, header.sample_bits, header.fill_level)
     box = Letterbox(header.orig_width, header.orig_height, header.input_width, header.input_height)
@@ -146,4 +149,4 @@ def decode_stream(
     if keep_features:
         layers = SPLITS[header.split].layers
         features = {f"layer_{layer}": np.stack([s[i] for s in saved]) for i, layer in enumerate(layers)}
-    return DecodeReport(header, total_bytes, dict(timer.seconds), tracker, features)
+    return DecodeReport(header, total_bytes, dict(timer.seconds), tracker, features, method)

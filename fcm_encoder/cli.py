@@ -10,18 +10,17 @@ from fcm_common.cli.options import codec_options, method_options, range_help, sp
 from fcm_common.cli.support import (
     FcmCommand,
     jde_cfg_option,
+    open_network,
     print_table,
     progress,
-    resolve_weights,
     stage_progress,
     stdout_console,
     weights_option,
 )
 from fcm_common.coding.methods import check_method, method_for_encoding
-from fcm_common.core.atomic import write_bytes_atomic
+from fcm_common.core.atomic import refuse_overwriting_inputs, write_bytes_atomic
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.data.sources import open_source
-from fcm_common.model.jde import load_jde
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 
 
@@ -53,13 +52,14 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
     check_method(method, **method_options)
     inner = codec.codec  # a missing VTM fails here, before time is spent on JDE
     dev = resolve_device(device)
-    model = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
+    model = open_network(weights, jde_cfg, dev)
     feature_method = method_for_encoding(method, split, qp, model.weights_id, dev, **method_options)
     settings = EncodeSettings(
-        split=split, qp=qp, codec=inner, intra_period=intra_period, range_spec=feature_method.range_spec(range_text, split),
+        split=split, qp=qp, codec=inner, intra_period=intra_period, range_spec=feature_method.range_spec(range_text, split, (model.input_width, model.input_height)),
         sample_bits=int(bit_depth), batch_size=batch_size, threads=threads, **codec.params,
     )
     output = output or Path(f"{source.name}_{method}_{split.name}_qp{qp}.bin")
+    refuse_overwriting_inputs(output, input_path)
 
     with progress() as bar:
         data, report = encode_sequence(source, model, feature_method, settings, dev, stage_progress(bar))
@@ -67,7 +67,8 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
 
     per_frame = {k: v / report.frames for k, v in report.seconds.items()}
     print_table(
-        f"fcm-encode {source.name}: {method}/{split.name}, {inner.name} QP {qp}",
+        f"fcm-encode {source.name}: {method}/{split.name}, {inner.name} QP {qp}\nnetwork: {model.network_name}"
+        + feature_method.describe_model(),
         ["frames", "bytes", "header", "kbps", "coded frame", "channels", "output"],
         [[report.frames, report.total_bytes, report.header_bytes, report.kbps,
           f"{report.coded_width}x{report.coded_height}", "+".join(map(str, report.coded_channels)), str(output)]],

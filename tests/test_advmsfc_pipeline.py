@@ -129,7 +129,7 @@ def test_advmsfc_errors(trained, small_sequence, small_cfg, tmp_path):
     out = tmp_path / "ok.bin"
     assert run_cli("fcm-encode", small_sequence, "--split", "backbone", "--model", model, "--preset", "faster",
                    "--weights", "random", "--jde-cfg", small_cfg, "-o", out).returncode == 0
-    assert_one_line_error(run_cli("fcm-decode", out, "--weights", "random", "--jde-cfg", small_cfg), "needs its trained model")
+    assert_one_line_error(run_cli("fcm-decode", out, "--weights", "random", "--jde-cfg", small_cfg), "which is not bundled: pass --model PATH")
     assert not (tmp_path / "x.bin").exists()
 
 

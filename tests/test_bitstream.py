@@ -115,7 +115,7 @@ def _patch(offset: int, fmt: str, value) -> bytes:
         (22, ">I", 0, "no frames"),
         (30, ">I", 0, "invalid frame rate"),
         (34, ">H", 648, "does not fit the"),
-        (TENSOR0 + 1, ">H", 128, "needs 256x24x40"),
+        (TENSOR0 + 1, ">H", 128, "256 coded channels, expected 1..128"),
         (TENSOR0 + 3, ">H", 300, "cannot hold 300 channels"),
         (TENSOR0 + 3, ">H", 0, "0 coded channels"),
         (TENSOR0 + 3, ">H", 200, "the anchor codes all 256 channels"),

@@ -26,7 +26,7 @@ def test_track_and_evaluate_a_sequence(sequence, tmp_path):
 
 def test_errors_are_one_line(sequence, tmp_path):
     assert_one_line_error(run_cli("fcm-track", tmp_path / "nope.mp4", "--weights", "random"), "input not found")
-    assert_one_line_error(run_cli("fcm-track", sequence), "no JDE weights")
+    assert_one_line_error(run_cli("fcm-track", sequence, "--jde-cfg", tmp_path / "x.cfg"), "--jde-cfg goes with --weights")
     bad = tmp_path / "bad.pt"
     bad.write_text("junk")
     out = tmp_path / "t.txt"

@@ -1,12 +1,11 @@
 """Evaluation of real MOTChallenge excerpts with hand-counted expectations.
 
-The excerpts are cut from the real sequences in shared/data (skipped where it is absent); the
+The excerpts are cut from the real sequences in shared/data and shipped in tests/data/real_gt; the
 tracks are chosen copies of ground-truth boxes, so that every count below is known by hand.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,32 +15,16 @@ from fcm_common.data.mot_format import MotRow
 from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("FCM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def _score(seq: Path, rows, mode: str = "auto"):
     return evaluate([SequenceResult(seq.name, seq / "gt" / "gt.txt", rows, seq / "seqinfo.ini", mode=mode)])
 
 
-def _excerpt(src: Path, dest: Path, first: int, last: int) -> Path:
-    """Frames first..last of a MOTChallenge sequence, renumbered from 1 (images copied)."""
-    if not src.is_dir():
-        pytest.skip(f"{src} is not here")
-    (dest / "img1").mkdir(parents=True)
-    (dest / "gt").mkdir()
-    ext = next((src / "img1").iterdir()).suffix
-    for new, old in enumerate(range(first, last + 1), start=1):
-        shutil.copyfile(src / "img1" / f"{old:06d}{ext}", dest / "img1" / f"{new:06d}{ext}")
-    lines = []
-    for line in (src / "gt" / "gt.txt").read_text().splitlines():
-        fields = line.split(",")
-        if first <= int(fields[0]) <= last:
-            lines.append(",".join([str(int(fields[0]) - first + 1), *fields[1:]]))
-    (dest / "gt" / "gt.txt").write_text("\n".join(lines) + "\n")
-    info = (src / "seqinfo.ini").read_text().splitlines()
-    info = [f"seqLength={last - first + 1}" if entry.lower().startswith("seqlength") else entry for entry in info]
-    (dest / "seqinfo.ini").write_text("\n".join(info) + "\n")
-    return dest
+def _excerpt(name: str, dest: Path) -> Path:
+    """A real ground-truth excerpt shipped in tests/data/real_gt (cut from the shared data, frames
+    renumbered from 1: PETS09-S2L1 147..149, MOT17-02-FRCNN 1..2); scoring needs no pictures."""
+    return Path(shutil.copytree(ROOT / "tests" / "data" / "real_gt" / name, dest))
 
 
 def _gt_box(seq: Path, frame: int, oid: int) -> tuple[float, float, float, float]:
@@ -54,7 +37,7 @@ def _gt_box(seq: Path, frame: int, oid: int) -> tuple[float, float, float, float
 
 def test_pets09_excerpt_with_flag_0_rows(tmp_path):
     # PETS09-S2L1 frames 147..149 (2DMOT2015 layout): id 12 is flagged 0 (not scored) in each
-    seq = _excerpt(SHARED_DATA / "PETS09-S2L1", tmp_path / "PETS09-S2L1-147", 147, 149)
+    seq = _excerpt("PETS09-S2L1-147", tmp_path / "PETS09-S2L1-147")
     box = lambda f, oid: _gt_box(seq, f, oid)  # noqa: E731
     rows = [MotRow(f, 1, *box(f, 9)) for f in (1, 2, 3)]            # id 9 tracked throughout: 3 TP
     rows += [MotRow(f, 2, *box(f, 12)) for f in (1, 2, 3)]          # flag-0 person: 3 FP (devkit, MOT15)
@@ -70,7 +53,7 @@ def test_pets09_excerpt_with_flag_0_rows(tmp_path):
 def test_mot17_excerpt_with_distractors(tmp_path):
     # MOT17-02-FRCNN frames 1..2: 22 scored pedestrians per frame, and static persons (class 7),
     # persons on vehicles (2), distractors (8), bicycles (4), occluders (9), all flagged 0
-    seq = _excerpt(SHARED_DATA / "MOT17-mini" / "MOT17-02-FRCNN", tmp_path / "MOT17-02-FRCNN", 1, 2)
+    seq = _excerpt("MOT17-02-FRCNN", tmp_path / "MOT17-02-FRCNN")
     box = lambda f, oid: _gt_box(seq, f, oid)  # noqa: E731
     rows = [MotRow(f, 1, *box(f, 2)) for f in (1, 2)]               # pedestrian: 2 TP
     rows += [MotRow(f, 2, *box(f, 1)) for f in (1, 2)]              # static person: removed

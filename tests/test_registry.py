@@ -75,8 +75,8 @@ class _Mean(FeatureMethod):
     code = 200
 
     @classmethod
-    def stream_shapes(cls, split, input_width, input_height):
-        return [(1, h, w) for _, h, w in split.shapes(input_width, input_height)][:1]
+    def stream_grids(cls, split, input_width, input_height):
+        return split.grids(input_width, input_height)[:1]
 
     def coded_shapes(self, split_shapes: Sequence[tuple[int, int, int]]):
         return [(1, *split_shapes[0][1:])]
@@ -138,8 +138,9 @@ def test_a_new_method_class_is_enough_for_the_bitstream():
 )
 def test_headers_round_trip(method, split, codec, qp, gop, intra, fps, frames, per_frame, lo, width):
     sp = SPLITS[split]
-    shapes = METHODS[method].stream_shapes(sp, 320, 192)
     method_cls = METHODS[method]
+    channels = [c for c, _, _ in sp.shapes(320, 192)] if method_cls.codes_all_channels else [sp.fused_channels]
+    shapes = [(c, h, w) for c, (h, w) in zip(channels, method_cls.stream_grids(sp, 320, 192))]
     if method_cls.codes_all_channels:
         layout = anchor_layout(shapes)
     else:

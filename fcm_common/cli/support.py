@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fcm_common.core.errors import FcmError
+from fcm_common.model.bundled import choose_network, load_network, network_for_stream
 
 stderr_console = Console(stderr=True)
 stdout_console = Console(highlight=False)
@@ -120,13 +121,13 @@ def _fmt(value: object) -> str:
 
 
 def weights_option(func):
-    """``--weights PATH|random``, defaulting to $FCM_JDE_WEIGHTS."""
+    """``--weights PATH|random``, defaulting to $FCM_JDE_WEIGHTS, then to the bundled JDE."""
     return click.option(
         "--weights",
         envvar="FCM_JDE_WEIGHTS",
         metavar="PATH|random",
-        help="JDE checkpoint (jde.1088x608.uncertainty.pt); 'random' for seeded random weights "
-        "(smoke tests only). Default: $FCM_JDE_WEIGHTS.",
+        help="JDE checkpoint: the official jde.1088x608.uncertainty.pt or one fcm-train-jde wrote; 'random' for "
+        "seeded random weights (smoke tests only). Default: $FCM_JDE_WEIGHTS, else the bundled JDE-576x320-fcm.",
     )(func)
 
 
@@ -139,13 +140,11 @@ def jde_cfg_option(func):
     )(func)
 
 
-def resolve_weights(value: str | None) -> str | None:
-    """None for random weights, else the checkpoint path; refuses a missing choice."""
-    if not value:
-        raise FcmError(
-            "no JDE weights: pass --weights PATH (or set FCM_JDE_WEIGHTS), or --weights random for a smoke test"
-        )
-    if value == "random":
+def open_network(weights: str | None, jde_cfg: Path | None, device, header=None, what: str = "the bitstream"):
+    """The JDE a command runs (``--weights``/``--jde-cfg``); with ``header`` the one the stream names."""
+    choice = choose_network(weights) if header is None else network_for_stream(weights, header.jde_id, what)
+    if choice.bundled and jde_cfg is not None:
+        raise FcmError("--jde-cfg goes with --weights (the bundled JDE carries its own cfg)")
+    if choice.weights is None:
         stderr_console.print("[yellow]warning:[/] random JDE weights: detections and tracks are meaningless")
-        return None
-    return value
+    return load_network(choice, device, jde_cfg)

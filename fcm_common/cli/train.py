@@ -11,15 +11,15 @@ from fcm_common.cli.options import split_option
 from fcm_common.cli.support import (
     FcmCommand,
     jde_cfg_option,
+    open_network,
     print_table,
     progress,
-    resolve_weights,
     stderr_console,
     weights_option,
 )
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
-from fcm_common.data.sources import open_source
-from fcm_common.model.jde import load_jde
+from fcm_common.data.sources import open_range
+from fcm_common.msfc.checkpoint import export_for_inference, load_checkpoint
 from fcm_common.msfc.networks import count_parameters
 from fcm_common.msfc.trainer import TrainListener, TrainRun, train
 from fcm_common.msfc.training import TrainSettings
@@ -52,7 +52,7 @@ class _Bars(TrainListener):
 
 
 @click.command(name="fcm-train", cls=FcmCommand)
-@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SOURCE...")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE[:FIRST-LAST]...")
 @split_option(required=True, help="JDE split point the model serves.")
 @weights_option
 @jde_cfg_option
@@ -75,15 +75,19 @@ class _Bars(TrainListener):
 @click.option("--arch", "arch_path", type=click.Path(path_type=Path), help="Architecture TOML (default: cfg/advmsfc.toml).")
 @click.option("--qact", "qact_path", type=click.Path(path_type=Path), help="QACT table to record (default: cfg/qact.toml).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate for image folders.")
+@click.option("--export", "export_path", type=click.Path(path_type=Path),
+              help="When training is done, also write the inference-only model (float16 weights) here.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, quant_noise, no_sls,
-         stats_frames, cache_features, cache_frames, cache_limit_gb, checkpoint_every, arch_path, qact_path, fps, seed, device):
-    """Train advMSFC (MSFF + MSFR) on SOURCE videos / MOTChallenge folders / image folders, JDE frozen."""
-    opened = [open_source(p, fps=fps) for p in sources]
+         stats_frames, cache_features, cache_frames, cache_limit_gb, checkpoint_every, arch_path, qact_path, fps, export_path,
+         seed, device):
+    """Train advMSFC (MSFF + MSFR) on SOURCE videos / MOTChallenge folders / image folders (frames FIRST..LAST
+    only, if given), JDE frozen."""
+    opened = [open_range(p, fps=fps) for p in sources]
     output = output or Path(f"advmsfc_{split.name}.pt")
     dev = resolve_device(device)
-    jde = load_jde(resolve_weights(weights), device=dev, cfg=jde_cfg)
+    jde = open_network(weights, jde_cfg, dev)
     settings = TrainSettings(
         split=split.name, steps=steps, batch_size=batch_size, lr=lr, sls=not no_sls, quant_noise=quant_noise,
         task_weight=task_weight, stats_frames=stats_frames, seed=seed, checkpoint_every=checkpoint_every,
@@ -101,3 +105,6 @@ def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr
     )
     print_table("standardised reconstruction MSE by kept channels (validation frames)", [str(k) for k in ks],
                 [[result.errors[k] for k in ks]])
+    if export_path is not None:
+        size = export_for_inference(load_checkpoint(output), export_path)
+        stderr_console.print(f"inference model: {export_path} ({size / 2**20:.1f} MiB)")

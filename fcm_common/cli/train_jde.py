@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 import torch
 
-from fcm_common.cli.report import evaluate
 from fcm_common.cli.support import FcmCommand, print_table, progress, stderr_console
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import BUNDLED_JDE_CFG, cfg_file
 from fcm_common.data.sources import open_source
+from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
 from fcm_common.jde_training.data import TeacherSettings, gather_training_data
 from fcm_common.jde_training.samples import SequenceSpec
 from fcm_common.jde_training.trainer import (
@@ -37,8 +37,8 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
     for folder in folders:
         source = open_source(folder)
         seq = track_source(eval_model, source, device)
-        items.append((source.name, source.gt_path, seq.rows, source.seqinfo_path))
-    summary = evaluate(items, "hieve")
+        items.append(SequenceResult(source.name, source.gt_path, seq.rows, source.seqinfo_path))
+    summary = evaluate(items)  # MOTChallenge devkit rules for MOTChallenge folders
     row = summary.loc["OVERALL"] if "OVERALL" in summary.index else summary.iloc[0]
     return {k: float(row[k]) for k in ("MOTA", "IDF1", "FP", "FN", "IDs")}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import configparser
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,27 +47,32 @@ class FrameSource:
     gt_path: Path | None = None
     seqinfo_path: Path | None = None
     limit: int | None = None
+    first: int = 1  # 1-based number of the first frame yielded (a training range FIRST-LAST)
 
     @property
     def length(self) -> int:
-        """Frames that :meth:`frames` yields (the source length, or the limit if smaller)."""
-        return self.num_frames if self.limit is None else min(self.num_frames, self.limit)
+        """Frames that :meth:`frames` yields (from ``first`` on, at most ``limit``)."""
+        available = self.num_frames - self.first + 1
+        return available if self.limit is None else min(available, self.limit)
 
     def frames(self) -> Iterator[np.ndarray]:
         """RGB uint8 frames, in order."""
         if self.kind == "video":
             yield from self._video_frames()
             return
-        for path in self.image_files[: self.length]:
+        for path in self.image_files[self.first - 1:self.first - 1 + self.length]:
             yield read_image(path)
 
     def _video_frames(self) -> Iterator[np.ndarray]:
         reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
         meta = next(reader)
         width, height = meta["size"]
-        count = 0
+        count = skipped = 0
         try:
             for raw in reader:
+                if skipped < self.first - 1:
+                    skipped += 1
+                    continue
                 if count >= self.length:
                     break
                 yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
@@ -232,3 +238,20 @@ def _open_video(path: Path, fps: float | None, max_frames: int | None) -> FrameS
         path=path, kind="video", name=path.stem, fps=rate, num_frames=num_frames,
         width=width, height=height, limit=max_frames,
     )
+
+
+def open_range(spec: str | Path, fps: float | None = None) -> FrameSource:
+    """``PATH`` or ``PATH:FIRST-LAST`` (1-based frames, both included): training commands name the
+    frames they may learn from this way, so that validation frames of the same sequence stay unseen."""
+    text = str(spec)
+    match = re.fullmatch(r"(.+):(\d+)-(\d+)", text)
+    if match is None or Path(text).exists():
+        return open_source(text, fps=fps)
+    first, last = int(match.group(2)), int(match.group(3))
+    if not 1 <= first <= last:
+        raise SourceError(f"{text}: invalid frame range {first}-{last}")
+    source = open_source(match.group(1), fps=fps)
+    if last > source.num_frames:
+        raise SourceError(f"{text}: the source has {source.num_frames} frames")
+    source.first, source.limit = first, last - first + 1
+    return source

@@ -1,9 +1,13 @@
-"""The three MPEG FCM split points of JDE-1088x608.
+"""The three MPEG FCM split points of JDE-1088x608 (and of every network with its layer graph).
 
 A split point is the set of layers whose outputs cross from the encoder side (NN part 1) to the
 decoder side (NN part 2). Indices are 0-based Darknet layer indices (``[net]`` not counted) and
 name the *output* of that layer. The order is the order MPEG lists them in (and the order of the
 tensors returned by :meth:`fcm_common.model.jde.JDE.forward_part1`).
+
+A split fixes layers and strides, hence the grids at a given input size; the channel counts are the
+network's (:meth:`fcm_common.model.jde.JDE.split_shapes`). JDE-1088x608's are kept here as the
+reference the MPEG framework and the advMSFC paper are written for.
 """
 
 from __future__ import annotations
@@ -17,17 +21,26 @@ from fcm_common.core.errors import FcmError
 class SplitPoint:
     name: str
     layers: tuple[int, int, int]
-    # (C, H, W) of each tensor at the 1088x608 network input, in `layers` order.
+    # (C, H, W) of each tensor of JDE-1088x608 at its 1088x608 input, in `layers` order.
     shapes_1088x608: tuple[tuple[int, int, int], ...]
-    # Channels of the single-scale tensor advMSFC fuses them into (at the 19x34 grid).
+    # JDE-1088x608's fused advMSFC channels (the coarsest tensor's channel count).
     fused_channels: int
     description: str
     # Downsampling factor of each tensor relative to the network input, in `layers` order.
     strides: tuple[int, int, int] = (32, 16, 8)
 
+    def grids(self, input_width: int, input_height: int) -> list[tuple[int, int]]:
+        """(H, W) of each tensor for a network input of the given size (any network of JDE's graph)."""
+        return [(input_height // s, input_width // s) for s in self.strides]
+
+    @property
+    def coarsest(self) -> int:
+        """Position, in `layers` order, of the tensor on the coarsest grid (where advMSFC fuses)."""
+        return max(range(len(self.strides)), key=lambda i: self.strides[i])
+
     def shapes(self, input_width: int = 1088, input_height: int = 608) -> list[tuple[int, int, int]]:
-        """(C, H, W) of each tensor for a network input of the given size."""
-        return [(c, input_height // s, input_width // s) for (c, _, _), s in zip(self.shapes_1088x608, self.strides)]
+        """(C, H, W) of each tensor of JDE-1088x608 (its channels) for an input of the given size."""
+        return [(c, h, w) for (c, _, _), (h, w) in zip(self.shapes_1088x608, self.grids(input_width, input_height))]
 
 
 SPLITS: dict[str, SplitPoint] = {

@@ -42,6 +42,7 @@ class MSFCCheckpoint:
     step: int = 0
     optimizer_state: dict | None = None
     generator_state: torch.Tensor | None = None
+    path: Path | None = None  # the file it was read from
 
     @property
     def model_id(self) -> str:
@@ -57,14 +58,17 @@ def model_digest(model: AdvMSFC) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | Path, ckpt: MSFCCheckpoint) -> None:
-    """Write atomically (a crash never leaves half a checkpoint)."""
+def save_checkpoint(path: str | Path, ckpt: MSFCCheckpoint, half: bool = False) -> None:
+    """Write atomically (a crash never leaves half a checkpoint); ``half`` stores float16 weights."""
+    state = {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     data = {
         "format": FORMAT,
         "version": VERSION,
         "split": ckpt.split,
         "arch": ckpt.model.arch.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()},
+        "state_dict": state,
         "model_id": ckpt.model_id,
         "jde_weights_id": ckpt.jde_weights_id,
         "qact": ckpt.qact.to_dict(),
@@ -121,4 +125,17 @@ def load_checkpoint(
         step=int(data.get("step", 0)),
         optimizer_state=data.get("optimizer"),
         generator_state=data.get("generator"),
+        path=path,
     )
+
+
+def export_for_inference(ckpt: MSFCCheckpoint, path: str | Path) -> int:
+    """Write the model alone with float16 weights (half the size; what fcm ships) and return the
+    file size. Its identifier is that of the rounded weights, as every loader computes it."""
+    model = AdvMSFC(ckpt.model.arch, ckpt.model.order)
+    model.load_state_dict({k: v.detach().cpu().half().float() if v.is_floating_point() else v
+                           for k, v in ckpt.model.state_dict().items()})
+    light = MSFCCheckpoint(split=ckpt.split, model=model, jde_weights_id=ckpt.jde_weights_id, qact=ckpt.qact,
+                           code_range=ckpt.code_range, training=ckpt.training, step=ckpt.step)
+    save_checkpoint(path, light, half=True)
+    return Path(path).stat().st_size

@@ -63,20 +63,44 @@ def scale_order(split: str) -> list[int]:
     return sorted(range(3), key=lambda i: strides[i])
 
 
-def arch_for_split(split: str, path=None) -> MSFCArch:
-    """The architecture of ``cfg/advmsfc.toml`` (or ``path``) for a split point."""
+def in_channels_for(split: str, split_shapes: Sequence[tuple[int, int, int]] | None = None) -> tuple[int, int, int]:
+    """Channels of (finest, middle, coarsest) split tensors: the network's (``split_shapes``, as
+    :meth:`JDE.split_shapes` gives them) or, by default, JDE-1088x608's."""
     sp = get_split(split)
+    shapes = split_shapes if split_shapes is not None else sp.shapes_1088x608
+    return tuple(int(shapes[i][0]) for i in scale_order(sp.name))
+
+
+def _entries(table: dict, split: str, source) -> list[dict]:
+    """A split's entries: one table (``[backbone]``) or several (``[[backbone]]``, one per network)."""
+    if split not in table:
+        raise MSFCConfigError(f"{source} has no [{split}] table")
+    value = table[split]
+    return [dict(v) for v in value] if isinstance(value, list) else [dict(value)]
+
+
+def arch_for_split(split: str, path=None, split_shapes: Sequence[tuple[int, int, int]] | None = None) -> MSFCArch:
+    """The architecture in ``cfg/advmsfc.toml`` (or ``path``) for a split point of a network.
+
+    Each entry names the network it is for by ``in_channels`` (finest, middle, coarsest); an entry
+    without them is for JDE-1088x608. The fused code has the coarsest tensor's channel count.
+    """
+    sp = get_split(split)
+    channels = in_channels_for(sp.name, split_shapes)
     source = path or cfg_file(ARCH_FILE)
     table = read_toml(source, "advMSFC architecture file", MSFCConfigError)
-    if sp.name not in table:
-        raise MSFCConfigError(f"{source} has no [{sp.name}] table")
-    entry = dict(table[sp.name])
-    order = scale_order(sp.name)
-    entry["in_channels"] = [sp.shapes_1088x608[i][0] for i in order]
-    arch = MSFCArch.from_dict(entry)
-    if arch.fused_channels != sp.fused_channels:
-        raise MSFCConfigError(f"{source}: [{sp.name}] fused_channels must be {sp.fused_channels}")
-    return arch
+    reference = in_channels_for(sp.name)
+    for entry in _entries(table, sp.name, source):
+        if tuple(entry.get("in_channels", reference)) == channels:
+            entry["in_channels"] = list(channels)
+            arch = MSFCArch.from_dict(entry)
+            if arch.fused_channels != channels[2]:
+                raise MSFCConfigError(f"{source}: [{sp.name}] fused_channels must be {channels[2]} for this network")
+            return arch
+    raise MSFCConfigError(
+        f"{source} has no [{sp.name}] architecture for a network with {'/'.join(map(str, channels))} channels "
+        "(finest/middle/coarsest): add one with in_channels = [...]"
+    )
 
 
 def _act() -> nn.Module:

@@ -50,17 +50,25 @@ class QACTTable:
             raise QACTError(f"invalid QACT table ({exc})") from None
 
 
-def load_qact(split: str, path: str | Path | None = None) -> QACTTable:
-    """The table of a split from ``cfg/qact.toml`` or ``path``, checked against its channel count."""
+def load_qact(split: str, path: str | Path | None = None, fused_channels: int | None = None) -> QACTTable:
+    """The table of a split from ``cfg/qact.toml`` or ``path``, for a code of ``fused_channels``
+    (default: JDE-1088x608's). A split may list several tables (``[[backbone]]``), one per code
+    width: the one whose largest channel count is the code's is taken."""
     sp = get_split(split)
+    fused = fused_channels or sp.fused_channels
     source = Path(path) if path else cfg_file(QACT_FILE)
     data = read_toml(source, "QACT table", QACTError)
     if sp.name not in data:
         raise QACTError(f"{source} has no [{sp.name}] table")
-    table = QACTTable.from_dict(data[sp.name])
-    if max(table.channels) > sp.fused_channels:
-        raise QACTError(f"{source}: [{sp.name}] keeps up to {max(table.channels)} channels, the code has {sp.fused_channels}")
-    return table
+    entries = data[sp.name] if isinstance(data[sp.name], list) else [data[sp.name]]
+    tables = [QACTTable.from_dict(e) for e in entries]
+    for table in tables:
+        if max(table.channels) == fused:
+            return table
+    if len(tables) == 1 and max(tables[0].channels) < fused:
+        return tables[0]  # a calibrated table need not keep every channel at its lowest QP
+    raise QACTError(f"{source}: no [{sp.name}] table for a {fused}-channel code (largest counts: "
+                    f"{', '.join(str(max(t.channels)) for t in tables)})")
 
 
 def write_qact(path: str | Path, tables: dict[str, QACTTable], comment: str = "") -> None:

@@ -112,8 +112,9 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
     else:
         if run.output.exists():
             raise FcmError(f"{run.output} exists: pass --resume to continue it, or another -o")
-        model = AdvMSFC(arch_for_split(split, run.arch_path), scale_order(split)).to(device)
-        qact = load_qact(split, run.qact_path)
+        arch = arch_for_split(split, run.arch_path, jde.split_shapes(split))
+        model = AdvMSFC(arch, scale_order(split)).to(device)
+        qact = load_qact(split, run.qact_path, arch.fused_channels)
         start = 0
 
     if run.cache_frames:

@@ -21,13 +21,14 @@ from fcm_common.coding.packing import FrameLayout, single_tensor_layout
 from fcm_common.coding.registry import cli_option
 from fcm_common.core.errors import FcmError
 from fcm_common.model.splits import SplitPoint
+from fcm_common.msfc.bundled import bundled_model_by_id, bundled_model_for, bundled_model_name, is_bundled
 from fcm_common.msfc.checkpoint import MSFCCheckpoint, load_checkpoint
 from fcm_common.msfc.qact import QACTTable, load_qact
 
 # resolved to an absolute path: fcm-ctc's workers may run in another folder
 MODEL_OPTION = cli_option(
     "--model", "model_path", envvar="FCM_ADVMSFC_MODEL", type=click.Path(path_type=Path, resolve_path=True),
-    exclusive=False, help="advMSFC checkpoint for this split (fcm-train); default $FCM_ADVMSFC_MODEL.",
+    exclusive=False, help="advMSFC checkpoint for this split (fcm-train); default $FCM_ADVMSFC_MODEL, else the bundled model of the split when the JDE is the bundled one.",
 )
 
 
@@ -35,7 +36,7 @@ MODEL_OPTION = cli_option(
 class AdvMSFCMethod(FeatureMethod):
     name = "advmsfc"
     code = 1
-    summary = "advmsfc (needs --model)"
+    summary = "advmsfc (bundled models serve the bundled JDE; else --model)"
     range_help = "advmsfc model"
     learned = True
     default_split = "backbone"
@@ -46,7 +47,7 @@ class AdvMSFCMethod(FeatureMethod):
     )
     decode_options = (
         cli_option("--model", "model_path", envvar="FCM_ADVMSFC_MODEL", type=click.Path(path_type=Path), exclusive=False,
-                   help="advMSFC checkpoint named by an advmsfc stream (default $FCM_ADVMSFC_MODEL)."),
+                   help="advMSFC checkpoint named by an advmsfc stream (default $FCM_ADVMSFC_MODEL, else the bundled model it names)."),
     )
 
     def __init__(self, checkpoint: MSFCCheckpoint, keep: int | None = None, qact: QACTTable | None = None,
@@ -64,16 +65,24 @@ class AdvMSFCMethod(FeatureMethod):
 
     # ------------------------------------------------------------------------- construction
     @classmethod
-    def check_options(cls, model_path=None, **_) -> None:
-        if model_path is None:
-            raise FcmError("--method advmsfc needs --model PATH (train one with fcm-train), or use --method anchor")
+    def default_options(cls, split: SplitPoint, jde_weights_id: str, **options) -> dict:
+        """No --model: the bundled model of the split, if it serves these JDE weights."""
+        if options.get("model_path") is None:
+            options["model_path"] = bundled_model_for(split.name, jde_weights_id)
+            if options["model_path"] is None:
+                raise FcmError(
+                    "--method advmsfc needs --model PATH: the bundled advMSFC models serve the bundled JDE only "
+                    "(train one for these weights with fcm-train), or use --method anchor"
+                )
+        return options
 
     @classmethod
     def prepare(cls, split: SplitPoint, jde_weights_id: str, device, model_path=None, channels=None, qact_path=None,
                 **_) -> AdvMSFCMethod:
-        cls.check_options(model_path=model_path)
+        model_path = cls.default_options(split, jde_weights_id, model_path=model_path)["model_path"]
         checkpoint = load_checkpoint(model_path, split, jde_weights_id, device)
-        return cls(checkpoint, qact=load_qact(split, qact_path) if qact_path else None, channels=channels)
+        qact = load_qact(split, qact_path, checkpoint.model.fused_channels) if qact_path else None
+        return cls(checkpoint, qact=qact, channels=channels)
 
     def at_qp(self, qp: int) -> AdvMSFCMethod:
         keep = self.channels if self.channels is not None else self.qact.channels_for(qp)
@@ -83,24 +92,30 @@ class AdvMSFCMethod(FeatureMethod):
         return AdvMSFCMethod(self.checkpoint, keep, self.qact, self.channels)
 
     @classmethod
-    def for_decoding(cls, device, model_path=None, **_) -> AdvMSFCMethod:
+    def for_decoding(cls, device, model_path=None, model_id: bytes | None = None, **_) -> AdvMSFCMethod:
+        if model_path is None and model_id is not None:
+            model_path = bundled_model_by_id(model_id)
         if model_path is None:
-            raise FcmError("advmsfc needs its trained model: pass --model PATH (train one with fcm-train)")
+            named = f" {model_id.hex()}" if model_id is not None else ""
+            raise FcmError(f"the stream needs advMSFC model{named}, which is not bundled: pass --model PATH")
         return cls(load_checkpoint(model_path, device=device))
+
+    def describe_model(self) -> str:
+        path = self.checkpoint.path
+        name = f"{bundled_model_name(self.checkpoint.split)} (bundled)" if path and is_bundled(path) else str(path)
+        return f", advMSFC model: {name}"
 
     # ------------------------------------------------------------------------- stream format
     @classmethod
-    def stream_shapes(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int, int]]:
-        """One tensor of the split's fused channels at its coarsest grid."""
-        shapes = split.shapes(input_width, input_height)
-        coarse = max(range(len(shapes)), key=lambda i: split.strides[i])
-        return [(split.fused_channels, shapes[coarse][1], shapes[coarse][2])]
+    def stream_grids(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int]]:
+        """One tensor, the fused code, on the split's coarsest grid."""
+        return [split.grids(input_width, input_height)[split.coarsest]]
 
     @property
     def model_id(self) -> bytes:
         return bytes.fromhex(self.checkpoint.model_id)[:ID_BYTES]
 
-    def default_range(self, split: SplitPoint) -> str:
+    def default_range(self, split: SplitPoint, input_size: tuple[int, int] = (1088, 608)) -> str:
         return "model" if self.model_range else "frame"
 
     @property

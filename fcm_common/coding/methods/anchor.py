@@ -10,8 +10,11 @@ from fcm_common.coding.methods.base import FeatureMethod, register_method
 from fcm_common.coding.packing import FrameLayout, anchor_layout
 from fcm_common.model.splits import SplitPoint
 
-# the framework's fixed dataset ranges at its anchor splits; backbone has no framework range
+# the framework's fixed dataset ranges at its anchor splits; backbone has no framework range. They were
+# measured on JDE-1088x608's features: any other network gets ranges measured over the sequence.
 DEFAULT_RANGES = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
+REFERENCE_INPUT = (1088, 608)
+OTHER_NETWORKS = "sequence"
 
 
 @register_method
@@ -19,16 +22,16 @@ class AnchorMethod(FeatureMethod):
     name = "anchor"
     code = 0
     summary = "the MPEG feature anchor"
-    range_help = "anchor tvd (dn53), hieve (alt1), frame (backbone)"
+    range_help = "anchor tvd (dn53), hieve (alt1), frame (backbone) for JDE-1088x608, sequence for other networks"
     codes_all_channels = True
     dataset_range = True
 
     @classmethod
-    def stream_shapes(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int, int]]:
-        return split.shapes(input_width, input_height)
+    def stream_grids(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int]]:
+        return split.grids(input_width, input_height)
 
-    def default_range(self, split: SplitPoint) -> str:
-        return DEFAULT_RANGES[split.name]
+    def default_range(self, split: SplitPoint, input_size: tuple[int, int] = REFERENCE_INPUT) -> str:
+        return DEFAULT_RANGES[split.name] if tuple(input_size) == REFERENCE_INPUT else OTHER_NETWORKS
 
     def coded_shapes(self, split_shapes: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         return [tuple(s) for s in split_shapes]

@@ -55,11 +55,30 @@ class FeatureMethod(ABC):
         """Decoder side: the method named in a stream's header."""
         return cls()
 
+    @classmethod
+    def default_options(cls, split: SplitPoint, jde_weights_id: str, **options) -> dict:
+        """``options`` with what the user left out filled in for this network (e.g. a bundled model)."""
+        return options
+
+    def describe_model(self) -> str:
+        """What a summary says about the learned model (empty for methods without one)."""
+        return ""
+
     # ------------------------------------------------------------------------- stream format
     @classmethod
     @abstractmethod
-    def stream_shapes(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int, int]]:
-        """(C, H, W) of each tensor a stream carries, before truncation, in method order."""
+    def stream_grids(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int]]:
+        """(H, W) of each tensor a stream carries, in method order (their channels are the network's
+        and the model's: the header states them, the decoder checks them against its own)."""
+
+    def check_stream(self, fused_channels: Sequence[int], split_shapes: Sequence[tuple[int, int, int]]) -> None:
+        """Decoder side: refuse a stream whose tensors do not fit this method's network and model."""
+        expected = self.fused_channels(split_shapes)
+        if list(fused_channels) != list(expected):
+            raise FcmError(
+                f"the stream carries {'+'.join(map(str, fused_channels))} channels, this network and "
+                f"{self.name} model make {'+'.join(map(str, expected))}: decode with the encoder's network"
+            )
 
     @property
     def model_id(self) -> bytes:
@@ -67,7 +86,7 @@ class FeatureMethod(ABC):
         return bytes(ID_BYTES)
 
     # ------------------------------------------------------------------------- quantisation range
-    def default_range(self, split: SplitPoint) -> str:
+    def default_range(self, split: SplitPoint, input_size: tuple[int, int] = (1088, 608)) -> str:
         """``--range`` when none is given."""
         return "frame"
 
@@ -76,9 +95,10 @@ class FeatureMethod(ABC):
         """The range ``--range model`` names (a learned model's code range), if any."""
         return None
 
-    def range_spec(self, text: str | None, split: SplitPoint) -> RangeSpec:
-        """The quantisation range: ``text`` (see fcm-encode --range), or the method's default."""
-        text = self.default_range(split) if text is None else text
+    def range_spec(self, text: str | None, split: SplitPoint, input_size: tuple[int, int] = (1088, 608)) -> RangeSpec:
+        """The quantisation range: ``text`` (see fcm-encode --range), or the method's default for a
+        network of ``input_size`` (width, height)."""
+        text = self.default_range(split, input_size) if text is None else text
         if text.strip().lower() == "model":
             if not self.model_range:
                 raise FcmError("--range model needs an advmsfc model that records its code range")

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The commands that produced every weight file fcm ships in cfg/weights/ (docs/models.md).
+# Seeded and resumable: re-running a stopped step continues it (pass --resume by hand), and a
+# finished run re-run from scratch on the same machine and torch build gives the same weights.
+#
+#   tools/train_bundled.sh jde            # JDE-576x320-fcm  -> cfg/weights/jde_576x320_fcm.pt
+#   tools/train_bundled.sh msfc SPLIT     # advMSFC for SPLIT -> cfg/weights/advmsfc_576x320_SPLIT.pt
+#
+# Needs the shared data (DATA, default ../shared/data) and `pip install -e ".[train]"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=${DATA:-../shared/data}
+BIN=${BIN:-.venv/bin}
+RUNS=${RUNS:-runs}
+what=${1:?usage: tools/train_bundled.sh jde | msfc SPLIT}
+shift
+
+case "$what" in
+jde)
+  mkdir -p "$RUNS/jde576"
+  "$BIN/fcm-train-jde" "$D/PETS09-S2L1:1-550" \
+    --teacher-video "$D/clips/one-by-one-person-detection.mp4" --teacher-step 5 --teacher-score 0.5 \
+    --teacher-detector "$D/teachers/yolox_nano_coco.onnx" --teacher-embedder "$D/teachers/osnet_x0_25_msmt17.onnx" \
+    --val samples/PETS09-S2L1-551-650 --val-every 500 \
+    --steps 5000 --batch-size 8 --optimizer adamw --lr 2e-3 --warmup 300 --weight-decay 5e-4 \
+    --checkpoint-every 250 --seed 0 --threads 2 --device cpu \
+    -o "$RUNS/jde576/jde576.pt" --export cfg/weights/jde_576x320_fcm.pt "$@"
+  ;;
+msfc)
+  split=${1:?usage: tools/train_bundled.sh msfc dn53|alt1|backbone}
+  shift
+  mkdir -p "$RUNS/msfc"
+  # the bundled JDE's training frames only (PETS09-S2L1 1..550 and the unlabelled clip); JDE = the bundled one
+  "$BIN/fcm-train" "$D/PETS09-S2L1:1-550" "$D/clips/one-by-one-person-detection.mp4" --split "$split" \
+    --steps "${MSFC_STEPS:-3000}" --batch-size 8 --lr 5e-4 --quant-noise --cache-features --cache-frames 1200 \
+    --checkpoint-every 250 --seed 0 --device cpu \
+    -o "$RUNS/msfc/advmsfc_$split.pt" --export "cfg/weights/advmsfc_576x320_$split.pt" "$@"
+  ;;
+*)
+  echo "error: unknown target '$what' (jde or msfc SPLIT)" >&2
+  exit 2
+  ;;
+esac
