@@ -5,6 +5,7 @@
 #   make demo      the shipped PETS09-S2L1 sample through fcm-track, fcm-encode and fcm-decode (real MOTA)
 #   make bench        JDE part 1 / part 2 time per frame (the bundled JDE and JDE-1088x608)
 #   make rd           the rate-accuracy study on the sample: anchor and advMSFC x 3 splits -> docs/results.md
+#   make bench-e2e    fcm-encode / fcm-decode frames/s end to end with the bundled networks, by stage
 #   make bench-codec  inner codecs on the same packed anchor features
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
@@ -26,7 +27,7 @@ OUT     ?= runs
 MODEL   ?=
 SAMPLE  ?= samples/PETS09-S2L1-551-650
 
-.PHONY: install test test-fast demo bench rd bench-codec bench-msfc vtm ctc clean
+.PHONY: install test test-fast demo bench bench-e2e rd bench-codec bench-msfc vtm ctc clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +52,9 @@ demo:
 
 bench:
 	$(PY) benchmarks/bench_jde.py --repeats 3
+
+bench-e2e:
+	$(PY) benchmarks/bench_e2e.py
 
 rd:
 	$(PY) tools/rd_study.py --data samples --out $(OUT)/rd

@@ -99,7 +99,7 @@ def calibrate(
     fused = method.model.fused_channels
     if max(ks) > fused:
         raise FcmError(f"channel counts must not exceed {fused}")
-    quant_range = method.range_spec(None, split, (jde.input_width, jde.input_height))
+    quant_range = method.range_spec(None, split, split.is_reference(jde.split_shapes(split.name)))
     points: Points = {}
     for qp in qps:
         for k in ks:

@@ -19,7 +19,6 @@ from fcm_common.cli.support import (
     weights_option,
 )
 from fcm_common.coding.methods import check_method
-from fcm_common.coding.methods.anchor import REFERENCE_INPUT
 from fcm_common.core.device import DEVICE_CHOICES
 from fcm_common.core.errors import FcmError
 from fcm_common.model.bundled import bundled_weights
@@ -103,7 +102,7 @@ def run(dataset, data_root, method, method_options, split, codec, out, weights, 
     # the defaults that depend on the network are settled here, once, for every worker
     jde = load_jde(None if weights == "random" else weights, cfg=jde_cfg)
     method_options = method_class.default_options(split, jde.weights_id, **method_options)
-    reference = (jde.input_width, jde.input_height) == REFERENCE_INPUT  # the network the fixed ranges were measured on
+    reference = split.is_reference(jde.split_shapes(split.name))  # the network the fixed ranges were measured on
     if range_text is None and method_class.dataset_range and split.name == ds.anchor_split and reference:
         range_text = ds.anchor_range
     n_workers = 1 if scheduler else workers

@@ -17,6 +17,7 @@ import torch
 
 from fcm_common.coding import bitstream
 from fcm_common.coding.methods import FeatureMethod
+from fcm_common.coding.rate import framework_anchor_bytes, kbps
 from fcm_common.core.atomic import write_bytes_atomic
 from fcm_common.data.mot_format import MotRow, write_rows
 from fcm_common.data.sources import FrameSource
@@ -37,6 +38,9 @@ class PointResult:
     seconds: dict[str, float]
     rows: list[MotRow] = field(default_factory=list, repr=False)
     metrics: dict[str, float] = field(default_factory=dict)
+    # anchor streams: the rate the MPEG framework reports for the same payload (its own header)
+    framework_bytes: int | None = None
+    framework_kbps: float | None = None
 
 
 def code_and_track(
@@ -57,9 +61,11 @@ def code_and_track(
         "decode": decoded.seconds.get("decode", 0.0) + decoded.seconds.get("unpack_dequantise", 0.0),
         "nn_part2": decoded.seconds.get("nn_part2", 0.0) + decoded.seconds.get("tracking", 0.0),
     }
+    framework = framework_anchor_bytes(len(payload), report.frames) if header.method == "anchor" else None
     return PointResult(
         sequence=source.name, qp=settings.qp, channels=sum(header.coded_channels), frames=report.frames,
         fps=report.fps, bytes=len(data), kbps=report.kbps, seconds=seconds, rows=decoded.tracker.rows,
+        framework_bytes=framework, framework_kbps=None if framework is None else kbps(framework, report.frames, report.fps),
     )
 
 

@@ -2,6 +2,9 @@
 
 - ``results.csv``: one row per (sequence, QP): bytes, kbps, MOTA, IDF1, MOTP, FP, FN, IDs and the
   seconds of NN part 1, encoding, decoding and NN part 2 (MOTA, IDF1 in percent).
+  ``framework_kbps`` (anchor runs only): the rate the MPEG framework reports for the same VVC payload,
+  which it counts with its own 13 + 8N-byte header (N frames) instead of fcm's, so that anchor points
+  can be laid over MPEG's published ones.
 - ``classes.csv``: per class and rate index, the combined point as the MPEG framework computes it:
   MOTA pooled over the class's sequences (one accumulator per sequence, summed: the OVERALL row, not
   an average) and duration-weighted kbps (total bits over total duration) and times.
@@ -22,7 +25,7 @@ from fcm_common.data.mot_format import read_rows
 from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
 from fcm_ctc.config import DatasetDef
 
-PAIR_COLUMNS = ["sequence", "class", "qp", "rate_index", "channels", "frames", "fps", "bytes", "kbps", "MOTA",
+PAIR_COLUMNS = ["sequence", "class", "qp", "rate_index", "channels", "frames", "fps", "bytes", "kbps", "framework_kbps", "MOTA",
                 "IDF1", "MOTP", "FP", "FN", "IDs", "GT", "nn_part1_s", "encode_s", "decode_s", "nn_part2_s"]
 CLASS_COLUMNS = ["class", "rate_index", "sequences", "kbps", "MOTA", "nn_part1_s", "encode_s", "decode_s", "nn_part2_s"]
 TIMES = ["nn_part1_s", "encode_s", "decode_s", "nn_part2_s"]
@@ -47,6 +50,7 @@ def pair_rows(results: list[dict]) -> list[dict]:
         row = dict(r)
         row["MOTA"] = 100 * r["MOTA"]
         row["IDF1"] = 100 * r["IDF1"]
+        row["framework_kbps"] = "" if r.get("framework_kbps") is None else r["framework_kbps"]
         rows.append(row)
     return sorted(rows, key=lambda r: (r["sequence"], r["qp"]))
 
@@ -95,7 +99,8 @@ def write_reports(dataset: DatasetDef, results: list[dict], run_dir: Path, data_
     summary += [{"name": r["class"], "kind": "class", "rate_index": r["rate_index"], "qp": "",
                  "kbps": r["kbps"], "mota": r["MOTA"]} for r in classes]
     _write_csv(run_dir / "summary.csv", ["name", "kind", "rate_index", "qp", "kbps", "mota"], summary)
-    framework = [{"Dataset": r["sequence"], "qp": r["qp"], "bitrate (kbps)": r["kbps"], "end_accuracy": r["MOTA"],
+    framework = [{"Dataset": r["sequence"], "qp": r["qp"], "bitrate (kbps)": r["kbps"],
+                  "framework bitrate (kbps)": r["framework_kbps"], "end_accuracy": r["MOTA"],
                   "nn_part_1": r["nn_part1_s"], "encode": r["encode_s"], "decode": r["decode_s"],
                   "nn_part_2": r["nn_part2_s"]} for r in pairs]
     framework += [{"Dataset": r["class"], "qp": r["rate_index"], "bitrate (kbps)": r["kbps"], "end_accuracy": r["MOTA"],
@@ -104,5 +109,6 @@ def write_reports(dataset: DatasetDef, results: list[dict], run_dir: Path, data_
     for i, row in enumerate(framework):
         row[""] = i
     _write_csv(run_dir / f"final_{dataset.name.upper()}.csv",
-               ["", "Dataset", "qp", "bitrate (kbps)", "end_accuracy", "nn_part_1", "encode", "decode", "nn_part_2"], framework)
+               ["", "Dataset", "qp", "bitrate (kbps)", "framework bitrate (kbps)", "end_accuracy", "nn_part_1", "encode",
+                "decode", "nn_part_2"], framework)
     return pairs, classes, problems

@@ -154,7 +154,7 @@ def run_pair(spec: RunSpec, pair: Pair) -> dict:
         split = SPLITS[spec.split]
         settings = EncodeSettings(
             split=split, qp=pair.qp, codec=make_codec(spec.codec, **spec.codec_options), intra_period=spec.intra_period,
-            preset=spec.preset, gop=spec.gop, range_spec=method.range_spec(spec.range_text, split, (jde.input_width, jde.input_height)),
+            preset=spec.preset, gop=spec.gop, range_spec=method.range_spec(spec.range_text, split, split.is_reference(jde.split_shapes(split.name))),
             threads=spec.torch_threads,
         )
         result = code_and_track(source, jde, method, settings, device,
@@ -164,7 +164,7 @@ def run_pair(spec: RunSpec, pair: Pair) -> dict:
         row = {
             "status": "ok", "sequence": pair.sequence.name, "class": pair.sequence.cls, "qp": pair.qp,
             "rate_index": pair.rate_index, "channels": result.channels, "frames": result.frames, "fps": result.fps,
-            "bytes": result.bytes, "kbps": result.kbps, **metrics,
+            "bytes": result.bytes, "kbps": result.kbps, "framework_kbps": result.framework_kbps, **metrics,
             **{f"{k}_s": v for k, v in result.seconds.items()}, "wall_s": time.time() - started,
         }
         write_text_atomic(out / RESULT, json.dumps(row, indent=1))

@@ -55,7 +55,7 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
     model = open_network(weights, jde_cfg, dev)
     feature_method = method_for_encoding(method, split, qp, model.weights_id, dev, **method_options)
     settings = EncodeSettings(
-        split=split, qp=qp, codec=inner, intra_period=intra_period, range_spec=feature_method.range_spec(range_text, split, (model.input_width, model.input_height)),
+        split=split, qp=qp, codec=inner, intra_period=intra_period, range_spec=feature_method.range_spec(range_text, split, split.is_reference(model.split_shapes(split.name))),
         sample_bits=int(bit_depth), batch_size=batch_size, threads=threads, **codec.params,
     )
     output = output or Path(f"{source.name}_{method}_{split.name}_qp{qp}.bin")

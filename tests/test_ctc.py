@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_one_line_error, run_cli
 
+from fcm_common.coding import bitstream
 from fcm_common.data.mot_format import read_rows
 from fcm_common.data.synthetic import write_mot_sequence
 from fcm_common.evaluation.mot_metrics import accumulate, summarize
@@ -117,7 +118,13 @@ def test_whole_loop_with_an_interrupted_run_and_a_resume(tiny, small_cfg):
         assert float(c["MOTA"]) == pytest.approx(100 * summarize(accs, ["A1", "A2"]).loc["OVERALL", "MOTA"], abs=1e-5)
     with open(run_dir / "final_TINY.csv") as fh:
         framework = list(csv.reader(fh))
-    assert framework[0] == ["", "Dataset", "qp", "bitrate (kbps)", "end_accuracy", "nn_part_1", "encode", "decode", "nn_part_2"]
+    assert framework[0] == ["", "Dataset", "qp", "bitrate (kbps)", "framework bitrate (kbps)", "end_accuracy", "nn_part_1",
+                            "encode", "decode", "nn_part_2"]
+    # anchor points also carry the rate the MPEG framework counts: the same payload, its 13 + 8N-byte header
+    for r in rows:
+        _, payload = bitstream.parse((run_dir / r["sequence"] / f"qp{r['qp']}" / "stream.bin").read_bytes())
+        framework_bytes = len(payload) + 13 + 8 * int(r["frames"])
+        assert float(r["framework_kbps"]) == pytest.approx(framework_bytes * 8 * float(r["fps"]) / 1000 / int(r["frames"]), rel=1e-5)
     assert [row[1] for row in framework[1:]] == ["A1", "A1", "A2", "A2", "A", "A"]
     with open(run_dir / "summary.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 6

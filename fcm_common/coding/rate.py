@@ -8,3 +8,9 @@ def kbps(total_bytes: int, num_frames: int, fps: float) -> float:
     if num_frames <= 0 or fps <= 0:
         raise ValueError("kbps needs a positive frame count and frame rate")
     return total_bytes * 8.0 * fps / (1000.0 * num_frames)
+
+
+def framework_anchor_bytes(payload_bytes: int, num_frames: int) -> int:
+    """The size the MPEG framework counts for an anchor stream with this VVC payload: its own header
+    of 13 bytes plus a float32 min and max per frame (13 + 8N), instead of fcm's header."""
+    return payload_bytes + 13 + 8 * num_frames

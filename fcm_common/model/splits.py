@@ -38,6 +38,11 @@ class SplitPoint:
         """Position, in `layers` order, of the tensor on the coarsest grid (where advMSFC fuses)."""
         return max(range(len(self.strides)), key=lambda i: self.strides[i])
 
+    def is_reference(self, split_shapes) -> bool:
+        """Whether a network's split tensors have JDE-1088x608's channel counts (the network the MPEG
+        framework's fixed quantisation ranges were measured on), whatever its input size."""
+        return [int(s[0]) for s in split_shapes] == [c for c, _, _ in self.shapes_1088x608]
+
     def shapes(self, input_width: int = 1088, input_height: int = 608) -> list[tuple[int, int, int]]:
         """(C, H, W) of each tensor of JDE-1088x608 (its channels) for an input of the given size."""
         return [(c, h, w) for (c, _, _), (h, w) in zip(self.shapes_1088x608, self.grids(input_width, input_height))]

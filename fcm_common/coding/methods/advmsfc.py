@@ -115,7 +115,7 @@ class AdvMSFCMethod(FeatureMethod):
     def model_id(self) -> bytes:
         return bytes.fromhex(self.checkpoint.model_id)[:ID_BYTES]
 
-    def default_range(self, split: SplitPoint, input_size: tuple[int, int] = (1088, 608)) -> str:
+    def default_range(self, split: SplitPoint, reference_network: bool = True) -> str:
         return "model" if self.model_range else "frame"
 
     @property

@@ -13,7 +13,6 @@ from fcm_common.model.splits import SplitPoint
 # the framework's fixed dataset ranges at its anchor splits; backbone has no framework range. They were
 # measured on JDE-1088x608's features: any other network gets ranges measured over the sequence.
 DEFAULT_RANGES = {"dn53": "tvd", "alt1": "hieve", "backbone": "frame"}
-REFERENCE_INPUT = (1088, 608)
 OTHER_NETWORKS = "sequence"
 
 
@@ -30,8 +29,8 @@ class AnchorMethod(FeatureMethod):
     def stream_grids(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int]]:
         return split.grids(input_width, input_height)
 
-    def default_range(self, split: SplitPoint, input_size: tuple[int, int] = REFERENCE_INPUT) -> str:
-        return DEFAULT_RANGES[split.name] if tuple(input_size) == REFERENCE_INPUT else OTHER_NETWORKS
+    def default_range(self, split: SplitPoint, reference_network: bool = True) -> str:
+        return DEFAULT_RANGES[split.name] if reference_network else OTHER_NETWORKS
 
     def coded_shapes(self, split_shapes: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         return [tuple(s) for s in split_shapes]

@@ -86,7 +86,7 @@ class FeatureMethod(ABC):
         return bytes(ID_BYTES)
 
     # ------------------------------------------------------------------------- quantisation range
-    def default_range(self, split: SplitPoint, input_size: tuple[int, int] = (1088, 608)) -> str:
+    def default_range(self, split: SplitPoint, reference_network: bool = True) -> str:
         """``--range`` when none is given."""
         return "frame"
 
@@ -95,10 +95,10 @@ class FeatureMethod(ABC):
         """The range ``--range model`` names (a learned model's code range), if any."""
         return None
 
-    def range_spec(self, text: str | None, split: SplitPoint, input_size: tuple[int, int] = (1088, 608)) -> RangeSpec:
-        """The quantisation range: ``text`` (see fcm-encode --range), or the method's default for a
-        network of ``input_size`` (width, height)."""
-        text = self.default_range(split, input_size) if text is None else text
+    def range_spec(self, text: str | None, split: SplitPoint, reference_network: bool = True) -> RangeSpec:
+        """The quantisation range: ``text`` (see fcm-encode --range), or the method's default
+        (``reference_network``: a network with JDE-1088x608's channels, see SplitPoint.is_reference)."""
+        text = self.default_range(split, reference_network) if text is None else text
         if text.strip().lower() == "model":
             if not self.model_range:
                 raise FcmError("--range model needs an advmsfc model that records its code range")
