@@ -31,19 +31,15 @@ msfc)
   shift
   mkdir -p "$RUNS/msfc"
   # the bundled JDE's training frames only (PETS09-S2L1 1..550 and the unlabelled clip); JDE = the bundled one.
-  # Stage 1 (every split): 3000 steps of reconstruction only. Stage 2 (the shipped backbone model only,
-  # for lack of time for the others): 1000 more steps with the task term (the error of JDE's
-  # prediction-head inputs), which the detector needs: reconstruction alone left MOTA near 0.
+  # Stage 1: 3000 steps of reconstruction only. Stage 2: 1000 more steps with the task term (the error
+  # of JDE's prediction-head inputs), which the detector needs: reconstruction alone left MOTA near 0.
+  # Run one training at a time: two torch jobs on 2 cores slow each other down many times over.
   common=("$D/PETS09-S2L1:1-550" "$D/clips/one-by-one-person-detection.mp4" --split "$split" --batch-size 8
           --lr 5e-4 --quant-noise --cache-features --cache-frames 1200 --seed 0 --device cpu
           -o "$RUNS/msfc/advmsfc_$split.pt")
-  if [ "$split" != backbone ]; then
-    "$BIN/fcm-train" "${common[@]}" --steps 3000 --checkpoint-every 250 --export "cfg/weights/advmsfc_576x320_$split.pt" "$@"
-  else
-    "$BIN/fcm-train" "${common[@]}" --steps 3000 --checkpoint-every 250 "$@"
-    "$BIN/fcm-train" "${common[@]}" --steps 4000 --checkpoint-every 100 --task-weight 1.0 --resume \
-      --export "cfg/weights/advmsfc_576x320_$split.pt" "$@"
-  fi
+  "$BIN/fcm-train" "${common[@]}" --steps 3000 --checkpoint-every 250 "$@"
+  "$BIN/fcm-train" "${common[@]}" --steps 4000 --checkpoint-every 100 --task-weight 1.0 --resume \
+    --export "cfg/weights/advmsfc_576x320_$split.pt" "$@"
   ;;
 *)
   echo "error: unknown target '$what' (jde or msfc SPLIT)" >&2
