@@ -10,6 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import torch
+
 from fcm_common.core.resources import cfg_file
 from fcm_common.model.splits import SPLITS
 
@@ -31,8 +33,6 @@ def bundled_model_path(split: str) -> Path | None:
 @lru_cache(maxsize=1)
 def _headers() -> dict[str, tuple[Path, str, str]]:
     """split -> (path, model id, JDE weights id) of every shipped model (read once)."""
-    import torch
-
     found = {}
     for split in SPLITS:
         path = bundled_model_path(split)
