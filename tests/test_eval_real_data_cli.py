@@ -8,15 +8,13 @@ MOTChallenge devkit's.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from real_excerpts import excerpt, mot17_rows, pets09_rows
 
 from fcm_common.data.mot_format import MotRow, read_rows
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _motmetrics_data() -> Path:
@@ -69,34 +67,6 @@ def test_fcm_eval_tracks_origin_zero_is_one_pixel_off(tmp_path):
     assert (int(row.FP), int(row.FN), int(row.IDs), round(row.MOTA, 4)) == (12, 149, 8, 0.5292)
 
 
-def _excerpt(name: str, dest: Path) -> Path:
-    """A real ground-truth excerpt shipped in tests/data/real_gt (cut from the shared data with frames
-    renumbered from 1: PETS09-S2L1 147..149, MOT17-02-FRCNN 1..2) with blank pictures: the tracker is
-    replaced in these tests, so only the ground truth and the frame count matter."""
-    import configparser
-
-    import numpy as np
-    from PIL import Image
-
-    shutil.copytree(ROOT / "tests" / "data" / "real_gt" / name, dest)
-    info = configparser.ConfigParser()
-    info.read(dest / "seqinfo.ini")
-    seq = info["Sequence"]
-    (dest / "img1").mkdir()
-    blank = Image.fromarray(np.zeros((int(seq["imHeight"]), int(seq["imWidth"]), 3), np.uint8))
-    for i in range(1, int(seq["seqLength"]) + 1):
-        blank.save(dest / "img1" / f"{i:06d}{seq['imExt']}")
-    return dest
-
-
-def _gt_box(seq: Path, frame: int, oid: int) -> tuple[float, float, float, float]:
-    for line in (seq / "gt" / "gt.txt").read_text().splitlines():
-        f = line.split(",")
-        if int(f[0]) == frame and int(f[1]) == oid:
-            return float(f[2]) - 1, float(f[3]) - 1, float(f[4]), float(f[5])  # 1-based file -> 0-based
-    raise AssertionError(f"no id {oid} in frame {frame}")
-
-
 def _track_with(monkeypatch, rows):
     """fcm-track with its tracker replaced by ``rows`` (and no network)."""
     import fcm_common.cli.track as track_cli
@@ -112,13 +82,8 @@ def _track_with(monkeypatch, rows):
 
 def test_pets09_excerpt_with_flag_0_rows(tmp_path, monkeypatch):
     # PETS09-S2L1 frames 147..149 (2DMOT2015 layout): id 12 is flagged 0 (not scored) in each
-    seq = _excerpt("PETS09-S2L1-147", tmp_path / "PETS09-S2L1-147")
-    box = lambda f, oid: _gt_box(seq, f, oid)  # noqa: E731
-    rows = [MotRow(f, 1, *box(f, 9)) for f in (1, 2, 3)]            # id 9 tracked throughout: 3 TP
-    rows += [MotRow(f, 2, *box(f, 12)) for f in (1, 2, 3)]          # flag-0 person: 3 FP (devkit, MOT15)
-    rows += [MotRow(f, 3, *box(f, 11)) for f in (1, 2)]             # id 11 ...
-    rows += [MotRow(3, 4, *box(3, 11))]                             # ... changes track: 1 switch
-    rows += [MotRow(1, 5, *box(1, 19))]                             # id 19 (frame 1 only): 1 TP
+    seq = excerpt("PETS09-S2L1-147", tmp_path / "PETS09-S2L1-147", pictures=True)
+    rows = pets09_rows(seq)
     main = _track_with(monkeypatch, rows)
     out = tmp_path / "tracks.txt"
     status, summary = _call(main, [seq, "--weights", "random", "-o", out, "--gt", seq / "gt" / "gt.txt"])
@@ -133,15 +98,8 @@ def test_pets09_excerpt_with_flag_0_rows(tmp_path, monkeypatch):
 def test_mot17_excerpt_with_distractors(tmp_path, monkeypatch):
     # MOT17-02-FRCNN frames 1..2: 22 scored pedestrians per frame, and static persons (class 7),
     # persons on vehicles (2), distractors (8), bicycles (4), occluders (9), all flagged 0
-    seq = _excerpt("MOT17-02-FRCNN", tmp_path / "MOT17-02-FRCNN")
-    box = lambda f, oid: _gt_box(seq, f, oid)  # noqa: E731
-    rows = [MotRow(f, 1, *box(f, 2)) for f in (1, 2)]               # pedestrian: 2 TP
-    rows += [MotRow(f, 2, *box(f, 1)) for f in (1, 2)]              # static person: removed
-    rows += [MotRow(f, 3, *box(f, 11)) for f in (1, 2)]             # person on vehicle: removed
-    rows += [MotRow(1, 4, *box(1, 5))]                              # distractor: removed
-    rows += [MotRow(1, 5, *box(1, 51))]                             # occluder: not a distractor, 1 FP
-    rows += [MotRow(f, 6, 10.0, 10.0, 50.0, 100.0) for f in (1, 2)]  # nobody there: 2 FP
-    rows += [MotRow(1, 7, *box(1, 21))]                             # pedestrian of visibility 0: 1 TP
+    seq = excerpt("MOT17-02-FRCNN", tmp_path / "MOT17-02-FRCNN", pictures=True)
+    rows = mot17_rows(seq)
     main = _track_with(monkeypatch, rows)
     out = tmp_path / "tracks.txt"
     status, summary = _call(main, [seq, "--weights", "random", "-o", out, "--gt", seq / "gt" / "gt.txt"])
