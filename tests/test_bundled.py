@@ -16,7 +16,7 @@ from conftest import assert_one_line_error, run_cli
 
 from fcm_common.coding import bitstream
 from fcm_common.core.resources import DEFAULT_JDE_CFG, cfg_file
-from fcm_common.model.bundled import BUNDLED_JDE_NAME, bundled_weights, bundled_weights_id, choose_network, load_network
+from fcm_common.model.bundled import BUNDLED_JDE_NAME, bundled_weights, choose_network, load_network
 from fcm_common.model.darknet_cfg import parse_cfg
 from fcm_common.model.splits import SPLITS
 from fcm_common.msfc.bundled import bundled_model_path
@@ -58,8 +58,8 @@ def test_bundled_jde_tracks_the_shipped_sample(tmp_path):
 def test_bundled_advmsfc_models_match_their_split_and_the_bundled_jde(split):
     path = bundled_model_path(split)
     assert path is not None, f"no bundled advMSFC model for {split}"
-    ckpt = load_checkpoint(path, split=split, jde_weights_id=bundled_weights_id())
     model = load_network(choose_network(None))
+    ckpt = load_checkpoint(path, split=split, jde_weights_id=model.weights_id)
     assert ckpt.model.fused_channels == max(ckpt.qact.channels)
     with torch.no_grad():
         feats = model.forward_part1(torch.rand(1, 3, 320, 576), split)

@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fcm_common.coding.identifiers import hex_id
 from fcm_common.core.errors import FcmError
-from fcm_common.model.bundled import choose_network, load_network, network_for_stream
+from fcm_common.model.bundled import BUNDLED_JDE_NAME, choose_network, load_network
 
 stderr_console = Console(stderr=True)
 stdout_console = Console(highlight=False)
@@ -141,10 +142,17 @@ def jde_cfg_option(func):
 
 
 def open_network(weights: str | None, jde_cfg: Path | None, device, header=None, what: str = "the bitstream"):
-    """The JDE a command runs (``--weights``/``--jde-cfg``); with ``header`` the one the stream names."""
-    choice = choose_network(weights) if header is None else network_for_stream(weights, header.jde_id, what)
+    """The JDE a command runs (``--weights``/``--jde-cfg``). With a stream's ``header`` and no
+    ``--weights``, the bundled JDE must be the network the header names: else say which one it needs."""
+    choice = choose_network(weights)
     if choice.bundled and jde_cfg is not None:
         raise FcmError("--jde-cfg goes with --weights (the bundled JDE carries its own cfg)")
     if choice.weights is None:
         stderr_console.print("[yellow]warning:[/] random JDE weights: detections and tracks are meaningless")
-    return load_network(choice, device, jde_cfg)
+    model = load_network(choice, device, jde_cfg)
+    if header is not None and choice.bundled and hex_id(model.weights_id) != header.jde_id:
+        raise FcmError(
+            f"{what} was encoded with JDE weights {header.jde_id.hex()}, not the bundled {BUNDLED_JDE_NAME} "
+            f"({hex_id(model.weights_id).hex()}): pass the encoder's --weights"
+        )
+    return model

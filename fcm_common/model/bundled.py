@@ -9,7 +9,6 @@ network its bitstream names (the header's JDE identifier) and says so when it is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -54,24 +53,3 @@ def load_network(choice: NetworkChoice, device: str | torch.device = "cpu", cfg:
     model = load_jde(choice.weights, device=device, cfg=None if choice.bundled else cfg)
     model.network_name = choice.name
     return model
-
-
-@lru_cache(maxsize=1)
-def bundled_weights_id() -> str:
-    """Identifier of the bundled weights (as written into bitstream headers)."""
-    return load_jde(bundled_weights()).weights_id
-
-
-def network_for_stream(value: str | None, header_jde_id: bytes, what: str) -> NetworkChoice:
-    """The network a decoder runs for a stream: ``--weights`` when given, else the bundled JDE when
-    the stream names it, else an error that says which network the stream needs."""
-    if value:
-        return choose_network(value)
-    bundled = choose_network(None)
-    bundled_id = bytes.fromhex(bundled_weights_id())[: len(header_jde_id)]
-    if bundled_id != header_jde_id:
-        raise FcmError(
-            f"{what} was encoded with JDE weights {header_jde_id.hex()}, not the bundled {BUNDLED_JDE_NAME} "
-            f"({bundled_id.hex()}): pass the encoder's --weights"
-        )
-    return bundled

@@ -37,7 +37,8 @@ def _headers() -> dict[str, tuple[Path, str, str]]:
     for split in SPLITS:
         path = bundled_model_path(split)
         if path is not None:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            # memory-mapped: only the identifiers are read here, the weights once the model is chosen
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             found[split] = (path, data["model_id"], data["jde_weights_id"])
     return found
 
