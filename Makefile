@@ -8,6 +8,7 @@
 #   make bench-e2e    fcm-encode / fcm-decode frames/s end to end with the bundled networks, by stage
 #   make bench-codec  inner codecs on the same packed anchor features
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
+#   make fuzz         mutated and forged bitstreams through the decoder (vvenc, lossless; anchor, advmsfc)
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
 #   make ctc DATASET=tvd METHOD=anchor SPLIT=dn53 CODEC=vtm DATA=/data OUT=runs [MODEL=...]
 
@@ -27,7 +28,7 @@ OUT     ?= runs
 MODEL   ?=
 SAMPLE  ?= samples/PETS09-S2L1-551-650
 
-.PHONY: install test test-fast demo bench bench-e2e rd bench-codec bench-msfc vtm ctc clean
+.PHONY: install test test-fast demo bench bench-e2e rd fuzz bench-codec bench-msfc vtm ctc clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,10 @@ bench-e2e:
 
 rd:
 	$(PY) tools/rd_study.py --data samples --out $(OUT)/rd
+
+FUZZ_ARGS ?=
+fuzz:
+	$(PY) benchmarks/fuzz.py --details $(OUT)/fuzz.csv $(FUZZ_ARGS)
 
 bench-codec:
 	$(PY) benchmarks/bench_codec.py --split alt1 --frames 4 --presets faster,medium

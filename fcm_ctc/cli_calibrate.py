@@ -13,6 +13,7 @@ from fcm_common.coding.methods.advmsfc import MODEL_OPTION, AdvMSFCMethod
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.data.sources import open_source
 from fcm_common.evaluation.mot_metrics import MODE_CHOICES
+from fcm_common.msfc.checkpoint import record_qact
 from fcm_ctc.calibration import calibrate, require_ground_truth, write_calibration
 
 
@@ -40,9 +41,11 @@ def _ints(text: str) -> list[int]:
 @click.option("--eval-mode", type=click.Choice(MODE_CHOICES), default="auto", show_default=True,
               help="Evaluation rules (auto: tvd/hieve for TVD/HiEve sequences, the MOTChallenge devkit's otherwise).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("qact_calibrated.toml"), show_default=True)
+@click.option("--record-in-model", is_flag=True,
+              help="Also write the calibrated table into the --model file (what fcm-encode uses by default).")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, codec, intra_period, max_frames, eval_mode,
-         output, device):
+         output, record_in_model, device):
     """Measure rate and MOTA of every (QP, channels) pair on SEQUENCE folders and write a QACT table."""
     sources = [open_source(p, max_frames=max_frames) for p in sequences]
     require_ground_truth(sources)
@@ -60,5 +63,8 @@ def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, code
     write_calibration(output, split, result, comment=(
         f"QACT table calibrated by fcm-calibrate for {split.name} with {model_path.name} ({codec.name}, "
         f"{params['preset']}, {params['gop']}, intra period {intra_period}) on {', '.join(s.name for s in sources)}."))
-    print_table(f"QACT for {split.name} -> {output}", ["QP", "channels", "kbps", "MOTA"],
+    if record_in_model:
+        record_qact(model_path, result.table)
+    print_table(f"QACT for {split.name} -> {output}" + (f" and {model_path}" if record_in_model else ""),
+                ["QP", "channels", "kbps", "MOTA"],
                 [[qp, result.choice[qp], *result.points[(qp, result.choice[qp])]] for qp in qp_list])

@@ -10,8 +10,9 @@ import numpy as np
 from fcm_common.cli.options import decoder_options, method_decode_options
 from fcm_common.cli.report import eval_options, evaluate_and_print, prepare_ground_truth
 from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
-from fcm_common.core.atomic import atomic_path, refuse_overwriting_inputs
+from fcm_common.core.atomic import atomic_path, check_writable, refuse_overwriting_inputs
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.errors import FcmError
 from fcm_common.data.mot_format import write_rows
 from fcm_common.evaluation.mot_metrics import SequenceResult
 from fcm_common.tracking.tracker import BUFFER_MODES
@@ -41,6 +42,9 @@ def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval
     for path in (output, save_features):
         if path is not None:
             refuse_overwriting_inputs(path, bitstream_path)
+    if save_features is not None and Path(save_features).resolve() == Path(output).resolve():
+        raise FcmError(f"--save-features and -o are the same file {output}")
+    check_writable(output, save_features)
     with progress() as bar:
         task = bar.add_task("decoding", total=header.num_frames)
         report = decode_stream(
@@ -48,11 +52,16 @@ def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval
             keep_features=save_features is not None, progress=lambda n: bar.advance(task, n),
             **method_options, **codec_options,
         )
-    write_rows(output, report.tracker.rows)
-    if save_features is not None:
+    if save_features is not None:  # the features first: if the tracks cannot be written, remove them again
         with atomic_path(save_features) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **report.features)
+    try:
+        write_rows(output, report.tracker.rows)
+    except BaseException:
+        if save_features is not None:
+            Path(save_features).unlink(missing_ok=True)
+        raise
 
     seq = report.tracker
     print_table(

@@ -2,9 +2,10 @@
 
 :func:`decode_stream` checks that the network and model are the encoder's, then takes each
 decoded frame through unpacking, the method and JDE part 2 to the tracker. Everything needed
-comes from the header (no side files). Decoded frames are hashed as they come and the hash is
-compared with the encoder's at the end; only then are results released, so a damaged payload
-never produces an output file.
+comes from the header (no side files). Decoded frames are checked (no sample a 10-bit encoder
+cannot make, nothing that is not a finite number) and hashed with the header's fields as they
+come; the hash is compared with the encoder's at the end, and only then are results released, so
+a damaged payload or a re-signed header never produces an output file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from fcm_common.coding import bitstream
-from fcm_common.coding.codecs import DECODER_CHOICES, InnerCodec, decoder_codec
+from fcm_common.coding.codecs import DECODER_CHOICES, InnerCodec, check_decoded_frame, decoder_codec
 from fcm_common.coding.frame_coding import FrameFormat, frame_to_tensors
 from fcm_common.coding.methods import FeatureMethod, method_for_decoding
 from fcm_common.coding.rate import kbps
@@ -83,21 +84,25 @@ def check_model(header: bitstream.StreamHeader, method: FeatureMethod, model) ->
 
 
 def decoded_frames(codec: InnerCodec, header: bitstream.StreamHeader, payload: bytes, workdir: Path, timer: StageTimer):
-    """The inner decoder's frames, hashed as they come; the hash is checked after the last one."""
-    digest = bitstream.frames_hash()
+    """The inner decoder's frames, checked (sample range, finiteness) and hashed as they come; the
+    hash (header fields and frames) is checked after the last one."""
+    digest = bitstream.frames_hash(header)
     frames = iter(codec.decode(payload, header.coded_width, header.coded_height, header.num_frames, workdir,
                                header.sample_bits))
+    index = 0
     while True:
         with timer.stage("decode"):
             frame = next(frames, None)
         if frame is None:
             break
+        check_decoded_frame(frame, header.sample_bits, index)
+        index += 1
         bitstream.hash_frame(digest, frame)
         yield frame
     if bitstream.digest16(digest) != header.recon_hash:
         raise FcmError(
             "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
-            "the payload is damaged or the VVC decoder does not conform"
+            "the payload or the header is damaged, or the VVC decoder does not conform"
         )
 
 
@@ -139,6 +144,9 @@ def decode_stream(
             with timer.stage("nn_part2"):
                 features = method.restore(coded, header.fused_channels)
                 rows = model.forward_part2(features, header.split)
+            if not bool(torch.isfinite(rows).all()):
+                raise FcmError(f"frame {index}: the network output is not finite (the header's quantisation ranges "
+                               "or the payload are damaged)")
             if keep_features:
                 saved.append([f[0].float().cpu().numpy() for f in features])
             with timer.stage("tracking"):

@@ -18,7 +18,7 @@ from fcm_common.cli.support import (
     weights_option,
 )
 from fcm_common.coding.methods import check_method, method_for_encoding
-from fcm_common.core.atomic import refuse_overwriting_inputs, write_bytes_atomic
+from fcm_common.core.atomic import check_writable, refuse_overwriting_inputs, write_bytes_atomic
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.data.sources import open_source
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
@@ -51,6 +51,7 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
     source = open_source(input_path, fps=fps, max_frames=max_frames)
     check_method(method, **method_options)
     inner = codec.codec  # a missing VTM fails here, before time is spent on JDE
+    inner.check_qp(qp)
     dev = resolve_device(device)
     model = open_network(weights, jde_cfg, dev)
     feature_method = method_for_encoding(method, split, qp, model.weights_id, dev, **method_options)
@@ -60,6 +61,7 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
     )
     output = output or Path(f"{source.name}_{method}_{split.name}_qp{qp}.bin")
     refuse_overwriting_inputs(output, input_path)
+    check_writable(output)
 
     with progress() as bar:
         data, report = encode_sequence(source, model, feature_method, settings, dev, stage_progress(bar))

@@ -1,14 +1,15 @@
 """The fcm encoder: frames -> JDE part 1 -> method -> 10-bit frames -> inner codec -> bitstream.
 
 :func:`encode_sequence` runs four steps: plan the frame format (layout, coded size, quantisation
-range, fill level), code the frames, hash the reconstruction, write the header.
+range, fill level), code the frames, make the header, hash the reconstruction into it.
 
 Frames stream through: nothing holds the whole sequence's features (a TVD/DN53 frame is 18.5 MB
 of floats). The one exception is ``--range sequence``, which needs the feature range before the
 first frame is quantised and therefore runs NN part 1 twice (a first pass only measures it).
 
-After coding, the payload is decoded once more to hash the reconstructed frames into the header;
-the decoder checks that hash, so a damaged payload or a non-conforming decoder cannot go unnoticed.
+After coding, the payload is decoded once more to hash the header's fields and the reconstructed
+frames into the header; the decoder checks that hash, so a damaged payload, a re-signed header or a
+non-conforming decoder cannot go unnoticed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fcm_common.coding import bitstream
-from fcm_common.coding.codecs import CodecParams, InnerCodec, make_codec
+from fcm_common.coding.codecs import CodecParams, InnerCodec, check_decoded_frame, make_codec
 from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
 from fcm_common.coding.methods import FeatureMethod
 from fcm_common.coding.packing import FrameLayout
@@ -56,6 +57,7 @@ class EncodeSettings:
         self.split = get_split(self.split)
         if isinstance(self.codec, str):
             self.codec = make_codec(self.codec)
+        self.codec.check_qp(self.qp)
 
     def codec_params(self, fps: float) -> CodecParams:
         return CodecParams(
@@ -202,17 +204,19 @@ def code_frames(reduced: _Pass, plan: FramePlan, workdir: Path, progress: Progre
     return CodedFrames(payload, frames, ranges, encoder.chunked)
 
 
-def reconstruction_hash(codec: InnerCodec, coded: CodedFrames, plan: FramePlan, workdir: Path) -> bytes:
-    """Step 3: decode the payload as a decoder will and hash its frames."""
-    digest = bitstream.frames_hash()
-    for frame in codec.decode(coded.payload, plan.width, plan.height, coded.frames, workdir, plan.format.sample_bits):
+def reconstruction_hash(codec: InnerCodec, coded: CodedFrames, header: bitstream.StreamHeader, workdir: Path) -> bytes:
+    """Step 4: decode the payload as a decoder will and hash the header's fields and its frames."""
+    digest = bitstream.frames_hash(header)
+    for index, frame in enumerate(codec.decode(coded.payload, header.coded_width, header.coded_height, coded.frames,
+                                               workdir, header.sample_bits)):
+        check_decoded_frame(frame, header.sample_bits, index)
         bitstream.hash_frame(digest, frame)
     return bitstream.digest16(digest)
 
 
 def stream_header(source: FrameSource, model, method: FeatureMethod, settings: EncodeSettings, plan: FramePlan,
-                  coded: CodedFrames, recon_hash: bytes) -> bitstream.StreamHeader:
-    """Step 4: everything the decoder needs."""
+                  coded: CodedFrames, recon_hash: bytes = bytes(bitstream.ID_BYTES)) -> bitstream.StreamHeader:
+    """Step 3: everything the decoder needs (the reconstruction hash is filled in by step 4)."""
     return bitstream.StreamHeader(
         method=method.name,
         split=settings.split.name,
@@ -255,9 +259,9 @@ def encode_sequence(
     plan = plan_frames(reduced, progress)
     with tempfile.TemporaryDirectory(prefix="fcm-enc-") as tmp:
         coded = code_frames(reduced, plan, Path(tmp), progress)
+        header = stream_header(source, model, method, settings, plan, coded)
         with timer.stage("reconstruction_hash"):
-            recon_hash = reconstruction_hash(settings.codec, coded, plan, Path(tmp))
-    header = stream_header(source, model, method, settings, plan, coded, recon_hash)
+            header.recon_hash = reconstruction_hash(settings.codec, coded, header, Path(tmp))
     data = bitstream.serialize(header, coded.payload)
     report = EncodeReport(
         frames=coded.frames,

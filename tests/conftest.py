@@ -42,6 +42,10 @@ ENTRY_POINTS = {
     "fcm-eval": "fcm_common.cli.evaluate",
     "fcm-encode": "fcm_encoder.cli",
     "fcm-decode": "fcm_decoder.cli",
+    "fcm-train": "fcm_common.cli.train",
+    "fcm-calibrate": "fcm_ctc.cli_calibrate",
+    "fcm-ctc": "fcm_ctc.cli",
+    "fcm-bdrate": "fcm_common.cli.bdrate",
 }
 
 
@@ -59,6 +63,26 @@ def run_cli(name: str, *args, cwd=None, env=None, timeout=600):
     return subprocess.run(
         cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout
     )
+
+
+def run_in_process(name: str, *args):
+    """Run a command's entry point in this process, as its console script would (exit status, stdout,
+    stderr): for checks of what a command prints or refuses, without the seconds an interpreter
+    start-up and a torch import cost per call. Use :func:`run_cli` where the process matters."""
+    import contextlib
+    import importlib
+    import io
+    import subprocess
+
+    command = importlib.import_module(ENTRY_POINTS[name]).main
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            command.main([str(a) for a in args], prog_name=name)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return subprocess.CompletedProcess([name, *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result, fragment: str):

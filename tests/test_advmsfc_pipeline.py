@@ -1,8 +1,10 @@
 """advMSFC end to end: fcm-train -> fcm-encode --method advmsfc -> fcm-decode (random JDE, 320x192)."""
 
+from pathlib import Path
+
 import pytest
 import torch
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, run_in_process
 
 from fcm_common.coding import bitstream
 from fcm_common.coding.methods.advmsfc import AdvMSFCMethod
@@ -115,21 +117,21 @@ def test_encode_decode_with_qact(trained, small_sequence, small_cfg, tmp_path):
 def test_advmsfc_errors(trained, small_sequence, small_cfg, tmp_path):
     model, *_ = trained
     common = ["--weights", "random", "--jde-cfg", small_cfg, "--device", "cpu", "-o", tmp_path / "x.bin"]
-    assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "backbone", *common), "needs --model")
-    assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "alt1", "--model", model, *common),
+    assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--split", "backbone", *common), "needs --model")
+    assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--split", "alt1", "--model", model, *common),
                           "trained for split 'backbone', not 'alt1'")
-    assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "backbone", "--model", model,
+    assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--split", "backbone", "--model", model,
                                   "--channels", "600", *common), "must be within 1..536")
     other = tmp_path / "other_jde.pt"
     from fcm_common.model.jde import load_jde
 
     torch.save({"model": load_jde(None, seed=3, cfg=small_cfg).state_dict()}, other)
-    assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "backbone", "--model", model, "--weights",
+    assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--split", "backbone", "--model", model, "--weights",
                                   other, "--jde-cfg", small_cfg, "-o", tmp_path / "y.bin"), "trained against JDE weights")
     out = tmp_path / "ok.bin"
-    assert run_cli("fcm-encode", small_sequence, "--split", "backbone", "--model", model, "--preset", "faster",
+    assert run_in_process("fcm-encode", small_sequence, "--split", "backbone", "--model", model, "--preset", "faster",
                    "--weights", "random", "--jde-cfg", small_cfg, "-o", out).returncode == 0
-    assert_one_line_error(run_cli("fcm-decode", out, "--weights", "random", "--jde-cfg", small_cfg), "which is not bundled: pass --model PATH")
+    assert_one_line_error(run_in_process("fcm-decode", out, "--weights", "random", "--jde-cfg", small_cfg), "which is not bundled: pass --model PATH")
     assert not (tmp_path / "x.bin").exists()
 
 
@@ -137,13 +139,18 @@ def test_calibration_writes_a_usable_qact_table(trained, small_sequence, small_c
     from fcm_common.msfc.qact import load_qact
 
     model, *_ = trained
+    copy = tmp_path / "model.pt"
+    copy.write_bytes(Path(model).read_bytes())
     out = tmp_path / "qact_cal.toml"
-    result = run_cli("fcm-calibrate", small_sequence, "--split", "backbone", "--model", model, "--weights", "random",
+    result = run_cli("fcm-calibrate", small_sequence, "--split", "backbone", "--model", copy, "--weights", "random",
                      "--jde-cfg", small_cfg, "--qps", "32,42", "--channels", "16,64", "--preset", "faster",
-                     "-o", out, "--device", "cpu")
+                     "-o", out, "--record-in-model", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     table = load_qact("backbone", out)
     assert table.qps == (32, 42) and set(table.channels) <= {16, 64}
+    # --record-in-model: the model file now carries the table, its weights and identifier unchanged
+    recorded, original = load_checkpoint(copy), load_checkpoint(model)
+    assert recorded.qact == table and recorded.model_id == original.model_id
     lines = out.with_suffix(".csv").read_text().splitlines()
     assert lines[0] == "qp,channels,kbps,mota,chosen" and len(lines) == 5
     # more channels cost more at the same QP

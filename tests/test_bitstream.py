@@ -102,7 +102,7 @@ def _patch(offset: int, fmt: str, value) -> bytes:
 @pytest.mark.parametrize(
     "offset, fmt, value, message",
     [
-        (4, ">B", 2, "unsupported bitstream version 2"),
+        (4, ">B", 1, "unsupported bitstream version 1"),
         (5, ">B", 9, "invalid method code 9"),
         (6, ">B", 3, "invalid split code 3"),
         (7, ">B", 5, "invalid codec code 5"),

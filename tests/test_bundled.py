@@ -60,7 +60,9 @@ def test_bundled_advmsfc_models_match_their_split_and_the_bundled_jde(split):
     assert path is not None, f"no bundled advMSFC model for {split}"
     model = load_network(choose_network(None))
     ckpt = load_checkpoint(path, split=split, jde_weights_id=model.weights_id)
-    assert ckpt.model.fused_channels == max(ckpt.qact.channels)
+    # its QACT table: calibrated at the study's QPs (cfg/ctc/fcm-val.toml), counts within the code
+    assert ckpt.qact.qps == (2, 7, 12, 17, 22, 27)
+    assert all(1 <= k <= ckpt.model.fused_channels for k in ckpt.qact.channels)
     with torch.no_grad():
         feats = model.forward_part1(torch.rand(1, 3, 320, 576), split)
         rebuilt = ckpt.model.decode(ckpt.model.encode(feats))

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, run_in_process
 
 from fcm_common.data.mot_format import read_rows
 from fcm_common.data.synthetic import write_video
@@ -43,32 +43,32 @@ def test_decode_errors_are_one_line_and_leave_no_output(small_stream, small_cfg,
     data = out.read_bytes()
     tracks = tmp_path / "t.txt"
     args = ["--weights", "random", "--jde-cfg", small_cfg, "-o", tracks, "--device", "cpu"]
-    assert_one_line_error(run_cli("fcm-decode", tmp_path / "none.bin", *args), "bitstream not found")
+    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "none.bin", *args), "bitstream not found")
     (tmp_path / "trunc.bin").write_bytes(data[:100])
-    assert_one_line_error(run_cli("fcm-decode", tmp_path / "trunc.bin", *args), "truncated bitstream")
+    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "trunc.bin", *args), "truncated bitstream")
     (tmp_path / "short.bin").write_bytes(data[:-10])
-    assert_one_line_error(run_cli("fcm-decode", tmp_path / "short.bin", *args), "payload has")
+    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "short.bin", *args), "payload has")
     bad = bytearray(data)
     bad[20] ^= 0xFF
     (tmp_path / "crc.bin").write_bytes(bytes(bad))
-    assert_one_line_error(run_cli("fcm-decode", tmp_path / "crc.bin", *args), "header CRC mismatch")
+    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "crc.bin", *args), "header CRC mismatch")
     bad = bytearray(data)
     bad[-50] ^= 0xFF  # inside the zlib payload
     (tmp_path / "payload.bin").write_bytes(bytes(bad))
-    result = run_cli("fcm-decode", tmp_path / "payload.bin", *args)
+    result = run_in_process("fcm-decode", tmp_path / "payload.bin", *args)
     assert_one_line_error(result, "error")
     assert not tracks.exists() and list(tmp_path.glob(".t.txt*")) == []
-    assert_one_line_error(run_cli("fcm-decode", out, "--weights", "random", "-o", tracks), "made for a 320x192 network input")
+    assert_one_line_error(run_in_process("fcm-decode", out, "--weights", "random", "-o", tracks), "made for a 320x192 network input")
     assert not tracks.exists()
 
 
 def test_encode_errors(small_sequence, small_cfg, tmp_path):
     out = tmp_path / "o.bin"
     base = ["--method", "anchor", "--weights", "random", "--jde-cfg", small_cfg, "-o", out, "--device", "cpu"]
-    assert_one_line_error(run_cli("fcm-encode", tmp_path / "none.mp4", *base), "input not found")
-    assert_one_line_error(run_cli("fcm-encode", small_sequence, "--split", "layer3", *base), "Invalid value for '--split'")
-    assert_one_line_error(run_cli("fcm-encode", small_sequence, "--bit-depth", "32", *base), "lossless codec")
-    assert_one_line_error(run_cli("fcm-encode", small_sequence, "--range", "2,1", *base), "is empty or not finite")
+    assert_one_line_error(run_in_process("fcm-encode", tmp_path / "none.mp4", *base), "input not found")
+    assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--split", "layer3", *base), "Invalid value for '--split'")
+    assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--bit-depth", "32", *base), "lossless codec")
+    assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--range", "2,1", *base), "is empty or not finite")
     assert_one_line_error(
         run_cli("fcm-encode", small_sequence, "--codec", "vtm", "--vtm-dir", tmp_path, *base, env={"PATH": "/usr/bin:/bin", "FCM_VTM_DIR": ""}),
         "EncoderApp not found",

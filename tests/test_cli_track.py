@@ -1,5 +1,5 @@
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, run_in_process
 
 from fcm_common.data.mot_format import read_rows
 from fcm_common.data.synthetic import write_mot_sequence
@@ -25,14 +25,14 @@ def test_track_and_evaluate_a_sequence(sequence, tmp_path):
 
 
 def test_errors_are_one_line(sequence, tmp_path):
-    assert_one_line_error(run_cli("fcm-track", tmp_path / "nope.mp4", "--weights", "random"), "input not found")
-    assert_one_line_error(run_cli("fcm-track", sequence, "--jde-cfg", tmp_path / "x.cfg"), "--jde-cfg goes with --weights")
+    assert_one_line_error(run_in_process("fcm-track", tmp_path / "nope.mp4", "--weights", "random"), "input not found")
+    assert_one_line_error(run_in_process("fcm-track", sequence, "--jde-cfg", tmp_path / "x.cfg"), "--jde-cfg goes with --weights")
     bad = tmp_path / "bad.pt"
     bad.write_text("junk")
     out = tmp_path / "t.txt"
-    assert_one_line_error(run_cli("fcm-track", sequence, "--weights", bad, "-o", out), "cannot read")
+    assert_one_line_error(run_in_process("fcm-track", sequence, "--weights", bad, "-o", out), "cannot read")
     assert not out.exists()
-    assert_one_line_error(run_cli("fcm-track", sequence, "--bogus"), "No such option")
-    assert_one_line_error(run_cli("fcm-track", sequence, "--weights", "random", "--device", "gpu"), "Invalid value")
-    assert_one_line_error(run_cli("fcm-eval", sequence), "give GT and TRACKS in pairs")
-    assert_one_line_error(run_cli("fcm-eval", sequence, tmp_path / "missing.txt"), "file not found")
+    assert_one_line_error(run_in_process("fcm-track", sequence, "--bogus"), "No such option")
+    assert_one_line_error(run_in_process("fcm-track", sequence, "--weights", "random", "--device", "gpu"), "Invalid value")
+    assert_one_line_error(run_in_process("fcm-eval", sequence), "give GT and TRACKS in pairs")
+    assert_one_line_error(run_in_process("fcm-eval", sequence, tmp_path / "missing.txt"), "file not found")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, run_in_process
 
 from fcm_common.coding import bitstream
 from fcm_common.data.mot_format import read_rows
@@ -148,10 +148,10 @@ def test_a_failing_pair_is_reported_and_the_rest_continue(tiny, small_cfg):
 
 
 def test_bad_runs_are_one_line_errors(tiny, small_cfg, tmp_path):
-    assert_one_line_error(run_cli("fcm-ctc", "run", "--dataset", "nope", "--data", tiny, "--weights", "random"), "dataset definition not found")
-    assert_one_line_error(run_cli("fcm-ctc", "run", "--dataset", tiny / "tiny.toml", "--data", tmp_path / "x", "--weights", "random",
+    assert_one_line_error(run_in_process("fcm-ctc", "run", "--dataset", "nope", "--data", tiny, "--weights", "random"), "dataset definition not found")
+    assert_one_line_error(run_in_process("fcm-ctc", "run", "--dataset", tiny / "tiny.toml", "--data", tmp_path / "x", "--weights", "random",
                                   "--method", "anchor"), "data folder not found")
-    assert_one_line_error(run_cli("fcm-ctc", "run", "--dataset", "tvd", "--data", tiny / "data", "--weights", "random",
+    assert_one_line_error(run_in_process("fcm-ctc", "run", "--dataset", "tvd", "--data", tiny / "data", "--weights", "random",
                                   "--method", "anchor"), "TVD-01")
-    assert_one_line_error(run_cli("fcm-ctc", "run", "--dataset", tiny / "tiny.toml", "--data", tiny / "data",
+    assert_one_line_error(run_in_process("fcm-ctc", "run", "--dataset", tiny / "tiny.toml", "--data", tiny / "data",
                                   "--weights", "random"), "needs --model")

@@ -1,16 +1,29 @@
-"""Hostile use: an output path that is an input is refused and the input survives; outputs get the
-usual permissions."""
+"""Hostile use (issue 11): an output path that is an input is refused and the input survives; outputs
+get the usual permissions; damaged or forged streams stop with one clean error before the network
+sees bad samples; bad command lines and outputs that cannot be written are refused before the work.
+Each test reproduces one reported failure."""
 
 from __future__ import annotations
 
 import os
 import stat
+import struct
+import warnings
+import zlib
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli
+import torch
+from conftest import assert_one_line_error, run_in_process
 
-from fcm_common.core.atomic import write_bytes_atomic
+from fcm_common.coding import bitstream
+from fcm_common.core.atomic import check_writable, write_bytes_atomic
+from fcm_common.core.errors import FcmError
 from fcm_common.data.synthetic import write_video
+from fcm_common.model.jde import load_jde
+from fcm_decoder.decoder import decode_stream
 
 
 @pytest.fixture(scope="module")
@@ -21,23 +34,23 @@ def clip(tmp_path_factory):
 def test_track_and_encode_refuse_to_overwrite_their_input(clip, small_cfg):
     before = clip.read_bytes()
     common = ["--weights", "random", "--jde-cfg", small_cfg, "--device", "cpu"]
-    assert_one_line_error(run_cli("fcm-track", clip, "-o", clip, *common), "is the input")
-    assert_one_line_error(run_cli("fcm-encode", clip, "--method", "anchor", "--split", "alt1", "-o", clip, *common),
+    assert_one_line_error(run_in_process("fcm-track", clip, "-o", clip, *common), "is the input")
+    assert_one_line_error(run_in_process("fcm-encode", clip, "--method", "anchor", "--split", "alt1", "-o", clip, *common),
                           "is the input")
     link = clip.parent / "link.mkv"
     link.symlink_to(clip)
-    assert_one_line_error(run_cli("fcm-track", clip, "-o", link, *common), "is the input")
+    assert_one_line_error(run_in_process("fcm-track", clip, "-o", link, *common), "is the input")
     assert clip.read_bytes() == before
 
 
 def test_decode_refuses_to_overwrite_its_stream(clip, small_cfg, tmp_path):
     stream = tmp_path / "s.bin"
     common = ["--weights", "random", "--jde-cfg", small_cfg, "--device", "cpu"]
-    enc = run_cli("fcm-encode", clip, "--method", "anchor", "--split", "alt1", "--codec", "lossless", "-o", stream, *common)
+    enc = run_in_process("fcm-encode", clip, "--method", "anchor", "--split", "alt1", "--codec", "lossless", "-o", stream, *common)
     assert enc.returncode == 0, enc.stderr
     before = stream.read_bytes()
-    assert_one_line_error(run_cli("fcm-decode", stream, "-o", stream, *common), "is the input")
-    assert_one_line_error(run_cli("fcm-decode", stream, "--save-features", stream, *common), "is the input")
+    assert_one_line_error(run_in_process("fcm-decode", stream, "-o", stream, *common), "is the input")
+    assert_one_line_error(run_in_process("fcm-decode", stream, "--save-features", stream, *common), "is the input")
     assert stream.read_bytes() == before
 
 
@@ -48,3 +61,141 @@ def test_outputs_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o644
+
+
+# ------------------------------------------------------------------ damaged and forged streams
+def _lossless_stream(small_jde, small_sequence):
+    from fcm_common.coding.methods.anchor import AnchorMethod
+    from fcm_common.coding.quantization import RangeSpec
+    from fcm_common.data.sources import open_source
+    from fcm_encoder.encoder import EncodeSettings, encode_sequence
+
+    settings = EncodeSettings(split="alt1", qp=32, codec="lossless", range_spec=RangeSpec.parse("frame"))
+    data, _ = encode_sequence(open_source(small_sequence, max_frames=2), small_jde, AnchorMethod(), settings, torch.device("cpu"))
+    return data
+
+
+def _resign(stream: bytes, header_size: int, payload: bytes) -> bytes:
+    head = bytearray(stream[:header_size])
+    struct.pack_into(">Q", head, header_size - 12, len(payload))
+    struct.pack_into(">I", head, header_size - 4, zlib.crc32(bytes(head[: header_size - 4])))
+    return bytes(head) + payload
+
+
+def test_lossless_samples_above_ten_bits_stop_before_the_network(small_jde, small_sequence, small_cfg, tmp_path):
+    """The report: a lossless payload whose zlib stream still inflates, with samples up to 64001,
+    reached the tracker as NaN features ('matrix contains invalid numeric entries')."""
+    data = _lossless_stream(small_jde, small_sequence)
+    header, payload = bitstream.parse(data)
+    samples = np.frombuffer(zlib.decompress(payload), dtype="<u2").copy()
+    samples[5] = 64001
+    stream = _resign(data, header.header_size, zlib.compress(samples.tobytes()))
+    forged_header, forged_payload = bitstream.parse(stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FcmError, match="frame 0 has sample value 64001, above the 10-bit maximum 1023"):
+            decode_stream(forged_header, forged_payload, len(stream), small_jde, torch.device("cpu"))
+    path, tracks = tmp_path / "forged.bin", tmp_path / "t.txt"
+    path.write_bytes(stream)
+    result = run_in_process("fcm-decode", path, "--weights", "random", "--jde-cfg", small_cfg, "-o", tracks, "--device", "cpu")
+    assert_one_line_error(result, "above the 10-bit maximum")
+    assert not tracks.exists()
+
+
+@pytest.mark.parametrize("scale, message", [(1e30, "not finite"), (2.0, "reconstruction hash mismatch"),
+                                            (None, "is empty or not finite")])
+def test_a_re_signed_header_with_other_ranges_is_refused(small_jde, small_sequence, small_cfg, tmp_path, scale, message):
+    """The report: a forged header (CRC re-signed) with a huge finite range gave RuntimeWarnings and a
+    crash; with a moderate one, other tracks without a word. The ranges are now inside the hash."""
+    data = _lossless_stream(small_jde, small_sequence)
+    header, payload = bitstream.parse(data)
+    if scale is None:  # each end a float32, the width not
+        header.ranges = [(-3e38, 3e38) for _ in header.ranges]
+    else:
+        header.ranges = [(lo * scale, hi * scale) for lo, hi in header.ranges]
+    body = bytearray(bitstream._signed_fields(header) + header.recon_hash + struct.pack(">Q", len(payload)))
+    stream = bytes(body) + struct.pack(">I", zlib.crc32(bytes(body))) + payload
+    path, tracks = tmp_path / "forged.bin", tmp_path / "t.txt"
+    path.write_bytes(stream)
+    result = run_in_process("fcm-decode", path, "--weights", "random", "--jde-cfg", small_cfg, "-o", tracks, "--device", "cpu")
+    assert_one_line_error(result, message)
+    assert "Warning" not in result.stderr and not tracks.exists()
+
+
+# ------------------------------------------------------------------ bad command lines and inputs
+def test_vvenc_qp_outside_its_range_is_refused_before_any_work(small_sequence, small_cfg, tmp_path):
+    out = tmp_path / "o.bin"
+    result = run_in_process("fcm-encode", small_sequence, "--qp", "-5", "--method", "anchor", "--split", "alt1",
+                     "--weights", "random", "--jde-cfg", small_cfg, "-o", out, "--device", "cpu")
+    assert_one_line_error(result, "vvenc: QP -5 is outside 0..63")
+    assert len(result.stderr) < 200 and not out.exists()
+
+
+def test_random_weights_identifier_does_not_depend_on_threads(small_cfg):
+    """The report: a stream made with 2 threads was refused by a decoder running 1."""
+    threads = torch.get_num_threads()
+    try:
+        ids = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            ids.append(load_jde(None, cfg=small_cfg).weights_id)
+    finally:
+        torch.set_num_threads(threads)
+    assert ids[0] == ids[1]
+
+
+@pytest.mark.parametrize("fps", ["nan", "inf", "0", "-25"])
+def test_track_refuses_frame_rates_that_are_not_positive_numbers(small_sequence, small_cfg, tmp_path, fps):
+    out = tmp_path / "t.txt"
+    result = run_in_process("fcm-track", small_sequence, "--fps", fps, "--weights", "random", "--jde-cfg", small_cfg, "-o", out)
+    assert_one_line_error(result, "--fps" if fps in ("0", "-25") else "frame rate must be a positive number")
+    assert not out.exists()
+
+
+def test_an_image_folder_with_two_frame_sizes_is_refused(small_cfg, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, (w, h) in enumerate([(96, 64), (96, 64), (128, 64)]):
+        cv2.imwrite(str(folder / f"{i:06d}.png"), np.full((h, w, 3), 40 * i, np.uint8))
+    out = tmp_path / "t.txt"
+    result = run_in_process("fcm-track", folder, "--weights", "random", "--jde-cfg", small_cfg, "-o", out, "--device", "cpu")
+    assert_one_line_error(result, "000002.png: the image is 128x64, the sequence's first is 96x64")
+    assert not out.exists()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(small_sequence, small_cfg, tmp_path):
+    """The report: '-o' into a read-only folder gave 'unexpected PermissionError' after the work;
+    a tracks file stayed behind when --save-features could not be written."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    common = ["--weights", "random", "--jde-cfg", small_cfg, "--device", "cpu"]
+    assert_one_line_error(run_in_process("fcm-track", small_sequence, "-o", blocker / "t.txt", *common),
+                          "is a file, not a folder")
+    assert_one_line_error(run_in_process("fcm-track", small_sequence, "-o", tmp_path, *common), "it is a folder")
+    stream = tmp_path / "s.bin"
+    enc = run_in_process("fcm-encode", small_sequence, "--method", "anchor", "--split", "alt1", "--codec", "lossless",
+                  "--frames", "2", "-o", stream, *common)
+    assert enc.returncode == 0, enc.stderr
+    tracks = tmp_path / "t.txt"
+    assert_one_line_error(run_in_process("fcm-decode", stream, "-o", tracks, "--save-features", blocker / "f.npz", *common),
+                          "is a file, not a folder")
+    assert not tracks.exists()
+    assert_one_line_error(run_in_process("fcm-decode", stream, "-o", tracks, "--save-features", tracks, *common), "same file")
+
+
+def test_a_folder_without_write_permission_is_named(tmp_path, monkeypatch):
+    """(Run as root, a read-only folder is writable: the permission answer is simulated.)"""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    with pytest.raises(FcmError, match=f"no permission to write in {tmp_path}"):
+        check_writable(tmp_path / "sub" / "t.txt")
+    check_writable(None, tmp_path.parent / "elsewhere.txt")
+
+
+def test_bad_ground_truth_stops_track_before_it_writes(small_sequence, small_cfg, tmp_path):
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10\n")
+    out = tmp_path / "t.txt"
+    result = run_in_process("fcm-track", small_sequence, "--gt", gt, "--weights", "random", "--jde-cfg", small_cfg, "-o", out)
+    assert_one_line_error(result, "4 comma-separated fields")
+    assert not out.exists()

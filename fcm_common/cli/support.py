@@ -60,6 +60,9 @@ class _OneLineErrors:
             fail(str(exc))
         except MemoryError:
             fail("out of memory")
+        except OSError as exc:  # a file the command reads or writes (permission, disk full, ...)
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}")
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("FCM_DEBUG") == "1":
                 raise

@@ -9,7 +9,7 @@ import click
 
 from fcm_common.cli.report import eval_options, evaluate_and_print, prepare_ground_truth
 from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
-from fcm_common.core.atomic import refuse_overwriting_inputs
+from fcm_common.core.atomic import check_writable, refuse_overwriting_inputs
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.data.mot_format import write_rows
 from fcm_common.data.sources import open_source
@@ -41,6 +41,7 @@ def main(input_path, weights, jde_cfg, output, gt_path, eval_mode, gt_layout, ma
     model = open_network(weights, jde_cfg, dev)
     output = output or Path(f"{source.name}.txt")
     refuse_overwriting_inputs(output, input_path)
+    check_writable(output)
     start = time.perf_counter()
     with progress() as bar:
         task = bar.add_task("JDE + tracker", total=source.length)

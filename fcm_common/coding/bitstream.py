@@ -11,6 +11,7 @@ and a CRC-32 over the header. Every field is validated on read; any inconsistenc
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -26,12 +27,13 @@ from fcm_common.core.errors import FcmError
 from fcm_common.model.splits import SPLIT_CODES, SPLIT_NAMES, SPLITS
 
 MAGIC = b"FCMB"
-VERSION = 1
+VERSION = 2  # 2: the reconstruction hash also covers the header fields
 GOPS = ("ld", "ra")
 SAMPLE_FORMATS = {10: "10-bit integer", 32: "float32"}
 FLAG_CHUNKED = 0x01  # the inner stream was encoded in intra-period chunks and joined (VTM parcat)
 FLAG_PER_FRAME_RANGE = 0x02  # one quantisation range per frame instead of one per sequence
 KNOWN_FLAGS = FLAG_CHUNKED | FLAG_PER_FRAME_RANGE
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class BitstreamError(FcmError, ValueError):
@@ -79,9 +81,13 @@ class StreamHeader:
         return out
 
 
-def frames_hash() -> hashlib._Hash:
-    """The hash used for ``recon_hash`` (first 16 bytes of SHA-256 over the frames' samples)."""
-    return hashlib.sha256()
+def frames_hash(header: StreamHeader) -> hashlib._Hash:
+    """The hash behind ``recon_hash``: SHA-256 over the header fields up to the model identifier
+    (everything that shapes the decoder's output: sizes, layout, channel counts, ranges, fill level,
+    identifiers), then over the decoded frames (:func:`hash_frame`); the first 16 bytes are kept.
+    The CRC only proves the header was not damaged by accident; this proves it is the header the
+    frames were made with (a re-signed header with other ranges is refused)."""
+    return hashlib.sha256(_signed_fields(header))
 
 
 def hash_frame(digest, frame) -> None:
@@ -102,6 +108,16 @@ def serialize(header: StreamHeader, payload: bytes) -> bytes:
     """Header + payload as one byte string (``header.payload_length`` is set from the payload)."""
     header.payload_length = len(payload)
     validate(header)
+    out = bytearray(_signed_fields(header))
+    out += header.recon_hash
+    out += struct.pack(">Q", len(payload))
+    out += struct.pack(">I", zlib.crc32(bytes(out)))
+    header.header_size = len(out)
+    return bytes(out) + payload
+
+
+def _signed_fields(header: StreamHeader) -> bytes:
+    """The header bytes from the magic number to the model identifier (what ``recon_hash`` covers)."""
     flags = (FLAG_CHUNKED if header.chunked else 0) | (FLAG_PER_FRAME_RANGE if header.per_frame_range else 0)
     out = bytearray()
     out += MAGIC
@@ -145,11 +161,8 @@ def serialize(header: StreamHeader, payload: bytes) -> bytes:
     out += struct.pack(">H", header.fill_level)
     for lo, hi in header.ranges:
         out += struct.pack(">ff", lo, hi)
-    out += header.jde_id + header.model_id + header.recon_hash
-    out += struct.pack(">Q", len(payload))
-    out += struct.pack(">I", zlib.crc32(bytes(out)))
-    header.header_size = len(out)
-    return bytes(out) + payload
+    out += header.jde_id + header.model_id
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -230,6 +243,8 @@ def parse(data: bytes) -> tuple[StreamHeader, bytes]:
         raise BitstreamError("invalid tile layout in the header: tensor indices are not 0..T-1")
     if fps_den == 0 or fps_num == 0:
         raise BitstreamError("invalid frame rate 0 in the header")
+    if math.gcd(fps_num, fps_den) != 1:  # one way to write each rate: the header's bytes are hashed
+        raise BitstreamError(f"invalid frame rate {fps_num}/{fps_den} in the header (not in lowest terms)")
     header = StreamHeader(
         method=_registered(METHODS, method, "method"),
         split=_choice(SPLIT_NAMES, split, "split"),
@@ -328,7 +343,8 @@ def validate(h: StreamHeader) -> None:
     if h.sample_bits == 32 and h.per_frame_range:
         raise BitstreamError("float32 samples are not quantised: per-frame ranges make no sense")
     for i, (lo, hi) in enumerate(h.ranges):
-        if not (lo == lo and hi == hi and abs(lo) < float("inf") and abs(hi) < float("inf") and hi > lo):
+        # the decoder computes in float32: the width hi - lo must be a float32 number too
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo and hi - lo <= FLOAT32_MAX):
             raise BitstreamError(f"quantisation range {i} [{lo}, {hi}] is empty or not finite")
     for name, value in (("JDE weights identifier", h.jde_id), ("model identifier", h.model_id), ("reconstruction hash", h.recon_hash)):
         if len(value) != ID_BYTES:

@@ -19,8 +19,11 @@ from fcm_common.core.errors import FcmError
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it replaces ``target``, on error it is deleted."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise FcmError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
@@ -47,6 +50,25 @@ def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path) -> None:
         same = out.resolve() == item.resolve() or (out.exists() and item.exists() and os.path.samefile(out, item))
         if same:
             raise FcmError(f"the output {out} is the input {item}: choose another -o")
+
+
+def check_writable(*targets: str | Path | None) -> None:
+    """Refuse, before any work is done, an output that cannot be written: a folder in its place,
+    a file where its folder should be, a folder without write permission. (Folders that do not
+    exist yet are made when the output is written, not here: a failing command leaves nothing.)"""
+    for target in targets:
+        if target is None:
+            continue
+        target = Path(target)
+        if target.is_dir():
+            raise FcmError(f"cannot write {target}: it is a folder")
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise FcmError(f"cannot write {target}: {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise FcmError(f"cannot write {target}: no permission to write in {folder}")
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:

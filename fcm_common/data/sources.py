@@ -61,7 +61,13 @@ class FrameSource:
             yield from self._video_frames()
             return
         for path in self.image_files[self.first - 1:self.first - 1 + self.length]:
-            yield read_image(path)
+            image = read_image(path)
+            if image.shape[:2] != (self.height, self.width):
+                raise SourceError(
+                    f"{path}: the image is {image.shape[1]}x{image.shape[0]}, the sequence's first is "
+                    f"{self.width}x{self.height} (all frames of a sequence must have one size)"
+                )
+            yield image
 
     def _video_frames(self) -> Iterator[np.ndarray]:
         reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
@@ -191,6 +197,8 @@ def open_source(path: str | Path, fps: float | None = None, max_frames: int | No
     path = Path(path)
     if not path.exists():
         raise SourceError(f"input not found: {path}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise SourceError(f"the frame rate must be a positive number, got {fps}")
     if max_frames is not None and max_frames < 1:
         raise SourceError(f"the frame limit must be at least 1, got {max_frames}")
     if path.is_dir():

@@ -406,7 +406,14 @@ def _randomize(model: JDE, seed: int) -> None:
                     module.bias.zero_()
 
         heads = [j for yolo in model.yolo_layers for j in model.layer_inputs[model.layer_inputs[yolo][0]]]
-        values = model._run({IMAGE: _calibration_batch(seed)}, sorted(model._ancestors(heads)), keep=heads)
+        # one thread: the result of a convolution depends on how its sums are split between threads,
+        # and these values go into the weights, hence into the weights identifier of the streams
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            values = model._run({IMAGE: _calibration_batch(seed)}, sorted(model._ancestors(heads)), keep=heads)
+        finally:
+            torch.set_num_threads(threads)
         for j in heads:
             conv = model.module_list[j][0]
             out = values[j]

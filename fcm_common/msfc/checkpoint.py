@@ -139,3 +139,14 @@ def export_for_inference(ckpt: MSFCCheckpoint, path: str | Path) -> int:
                            code_range=ckpt.code_range, training=ckpt.training, step=ckpt.step)
     save_checkpoint(path, light, half=True)
     return Path(path).stat().st_size
+
+
+def record_qact(path: str | Path, table: QACTTable) -> None:
+    """Replace the QACT table a model file carries (e.g. with one ``fcm-calibrate`` measured for it).
+    The weights and the model identifier stay as they are: the table is not part of the identifier
+    (the channel count of a stream is in its header)."""
+    load_checkpoint(path)  # refuse anything that is not a readable advMSFC checkpoint
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    data["qact"] = table.to_dict()
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)

@@ -14,6 +14,7 @@ from fcm_common.coding.codecs.base import (
     CodecParams,
     FrameEncoder,
     InnerCodec,
+    check_decoded_frame,
     decoder_codec,
     make_codec,
     register_codec,
@@ -27,5 +28,5 @@ DECODER_CHOICES = ("auto", *sorted({cls.decoder for cls in CODECS if cls.decoder
 
 __all__ = [
     "CODECS", "CODEC_NAMES", "DECODER_CHOICES", "SHARED_OPTIONS", "CodecChoice", "CodecError", "CodecParams",
-    "FrameEncoder", "InnerCodec", "decoder_codec", "make_codec", "register_codec",
+    "FrameEncoder", "InnerCodec", "check_decoded_frame", "decoder_codec", "make_codec", "register_codec",
 ]

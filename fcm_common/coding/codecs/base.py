@@ -85,6 +85,19 @@ def check_frame(frame: np.ndarray, width: int, height: int, sample_bits: int = 1
     return np.ascontiguousarray(frame, dtype=dtype)
 
 
+def check_decoded_frame(frame: np.ndarray, sample_bits: int, index: int) -> None:
+    """Refuse a decoded frame whose samples no encoder can have produced: 10-bit levels above
+    1023, or float32 samples that are not finite. A damaged payload (a lossless stream whose zlib
+    blocks still inflate, a misbehaving VVC decoder) must stop here, before the samples reach the
+    network, not after the tracker has choked on NaN features."""
+    if sample_bits == 10:
+        top = int(frame.max(initial=0))
+        if top > 1023:
+            raise CodecError(f"decoded frame {index} has sample value {top}, above the 10-bit maximum 1023 (damaged payload)")
+    elif not np.isfinite(frame).all():
+        raise CodecError(f"decoded frame {index} has samples that are not finite numbers (damaged payload)")
+
+
 class FrameEncoder(ABC):
     """An encoding session: ``write`` frames, then ``finish`` for the payload."""
 
@@ -113,6 +126,13 @@ class InnerCodec(ABC):
     decoder: ClassVar[str] = ""  # its name as fcm-decode --decoder, for a family's decoders
 
     max_size = 65535
+    qp_range: ClassVar[tuple[int, int]] = (-12, 63)  # QPs the encoder takes (VVC, 10-bit: -12..63)
+
+    def check_qp(self, qp: int) -> None:
+        """Refuse a QP this codec cannot take (before any work is done)."""
+        lo, hi = self.qp_range
+        if not lo <= qp <= hi:
+            raise CodecError(f"{self.name}: QP {qp} is outside {lo}..{hi}")
 
     @classmethod
     def from_options(cls, **options) -> InnerCodec:

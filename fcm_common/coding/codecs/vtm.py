@@ -197,8 +197,7 @@ class VTMCodec(InnerCodec):
 
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)
-        if not -12 <= params.qp <= 63:
-            raise CodecError(f"vtm: QP {params.qp} is outside -12..63")
+        self.check_qp(params.qp)
         if params.gop == "ld" and (params.intra_period % GOP_SIZE or params.intra_period < MIN_LD_INTRA_PERIOD):
             raise CodecError(
                 f"vtm: with the low-delay configuration the intra period must be a multiple of {GOP_SIZE} "

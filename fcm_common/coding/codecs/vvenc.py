@@ -121,6 +121,7 @@ class VVencCodec(InnerCodec):
     code = 1
     family = "vvc"
     decoder = "ffmpeg"
+    qp_range = (0, 63)  # libvvenc through ffmpeg takes no negative QP
     options = (
         cli_option("--preset", type=click.Choice(PRESETS), default="medium", show_default=True, help="VVenC preset."),
     )
@@ -129,8 +130,7 @@ class VVencCodec(InnerCodec):
         self.check_size(width, height, params.sample_bits)
         if params.preset not in PRESETS:
             raise CodecError(f"vvenc: unknown preset '{params.preset}' (choose from {', '.join(PRESETS)})")
-        if not -12 <= params.qp <= 63:
-            raise CodecError(f"vvenc: QP {params.qp} is outside 0..63")
+        self.check_qp(params.qp)
         if params.gop not in ("ld", "ra"):
             raise CodecError(f"vvenc: unknown GOP structure '{params.gop}'")
         return _VVencEncoder(width, height, params, workdir)
@@ -142,7 +142,8 @@ class VVencCodec(InnerCodec):
         stream = workdir / "decode.266"
         stream.write_bytes(payload)
         log = workdir / "vvdec.log"
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "vvc", "-i", str(stream),
+        # one decoding thread: the output must not depend on how frame threads are scheduled
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1", "-f", "vvc", "-i", str(stream),
                "-f", "rawvideo", "-pix_fmt", "gray10le", "pipe:1"]
         frame_bytes = width * height * 2
         produced = 0
