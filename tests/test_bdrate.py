@@ -69,3 +69,16 @@ def test_cli_prints_bd_rates_and_draws_curves(tmp_path):
     assert_one_line_error(run_cli("fcm-bdrate", anchor, tmp_path / "none.csv"), "file not found")
     (tmp_path / "bad.csv").write_text("name,rate\nx,1\n")
     assert_one_line_error(run_cli("fcm-bdrate", anchor, tmp_path / "bad.csv"), "missing column")
+
+
+def test_dominated_points_are_found():
+    from fcm_common.evaluation.bdrate import efficient_points
+
+    # the alt1 anchor of the study: QP 2 costs more than QP 7 for the same MOTA
+    rates = [1146.3, 734.0, 460.2, 267.7, 138.7, 65.3]
+    motas = [80.99, 80.99, 80.50, 77.85, 63.31, 11.90]
+    assert efficient_points(rates, motas) == [1, 2, 3, 4, 5]
+    # a point less accurate than a cheaper one is dominated too
+    assert efficient_points([1, 2, 3, 4], [10, 30, 20, 40]) == [0, 1, 3]
+    kept = efficient_points(rates, motas)
+    bd_rate([rates[i] for i in kept], [motas[i] for i in kept], [r / 2 for r in rates[1:]], motas[1:])

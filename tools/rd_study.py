@@ -98,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from fcm_common.cli.support import print_table
-    from fcm_common.evaluation.bdrate import BDRateError, bd_rate
+    from fcm_common.evaluation.bdrate import BDRateError, bd_rate, efficient_points
     from fcm_ctc.config import load_dataset
 
     started = time.time()
@@ -110,6 +110,7 @@ def main() -> None:
 
     curves: dict[tuple[str, str], dict] = {}
     pairs: dict[tuple[str, str], list[dict]] = {}
+    computed = 0
     for split in splits:
         for method in args.methods.split(","):
             cmd = [bin_path("fcm-ctc"), "run", "--dataset", args.dataset, "--data", str(args.data), "--out", str(args.out),
@@ -120,17 +121,27 @@ def main() -> None:
                 cmd += ["--frames", str(args.frames)]
             if codec == "vtm":
                 cmd += ["--vtm-dir", os.environ["FCM_VTM_DIR"]]
-            run(cmd)
             run_dir = args.out / f"{ds.name}_{method}_{split}_{codec}"
+            before = len(read_pairs(run_dir / "results.csv")) if (run_dir / "results.csv").is_file() else 0
+            run(cmd)
             curves[(method, split)] = read_summary(run_dir / "summary.csv")
             pairs[(method, split)] = read_pairs(run_dir / "results.csv")
+            computed += len(pairs[(method, split)]) - before
 
     if set(args.methods.split(",")) != set(METHODS):
         print("runs done; BD-rates, the picture and the page need both methods")
         return
 
+    dropped: list[str] = []
+    for (method, split), points in curves.items():
+        for cls, (rates, motas) in points.items():
+            kept = efficient_points(rates, motas)
+            dropped += [f"{method} {split} {cls}: {rates[i]:.1f} kbps, MOTA {motas[i]:.2f}"
+                        for i in range(len(rates)) if i not in kept]
+            points[cls] = ([rates[i] for i in kept], [motas[i] for i in kept]), (rates, motas)
+
     def bd(test: tuple[str, str], anchor: tuple[str, str], cls: str) -> str:
-        (ra, ma), (rt, mt) = curves[anchor][cls], curves[test][cls]
+        ((ra, ma), _), ((rt, mt), _) = curves[anchor][cls], curves[test][cls]
         try:
             return f"{100 * bd_rate(ra, ma, rt, mt, 'pchip'):+.1f}%"
         except BDRateError as exc:
@@ -146,12 +157,27 @@ def main() -> None:
                 bd_rows.append([cls, f"advMSFC backbone vs advMSFC {other}", bd(("advmsfc", "backbone"), ("advmsfc", other), cls)])
     print_table("BD-rate (pchip, MOTA vs log kbps)", ["class", "comparison", "BD-rate"], bd_rows)
 
+    if dropped:
+        print("dominated rate points left out of the BD-rates: " + "; ".join(dropped))
     png = args.out / "rd_curves.png"
-    plot(curves, reference, classes, splits, png)
-    wall = time.time() - started
-    print(f"RD curves: {png}; wall time {wall / 60:.1f} min")
+    plot({key: {cls: every for cls, (_, every) in points.items()} for key, points in curves.items()},
+         reference, classes, splits, png)
+    invocations = log_invocation(args.out, started, time.time() - started, computed)
+    print(f"RD curves: {png}; wall time {(time.time() - started) / 60:.1f} min ({computed} rate points computed)")
     if str(args.docs):
-        write_page(args, ds, codec, reference, curves, pairs, bd_rows, png, wall)
+        write_page(args, ds, codec, reference, curves, pairs, bd_rows, dropped, png, invocations)
+
+
+def log_invocation(out: Path, started: float, seconds: float, computed: int) -> list[dict]:
+    """Append this invocation to ``out/invocations.csv`` (a resumed study reports every run's time)."""
+    path = out / "invocations.csv"
+    new = not path.is_file()
+    with open(path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(["started_utc", "wall_seconds", "rate_points_computed"])
+        writer.writerow([datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M"), f"{seconds:.0f}", computed])
+    return read_pairs(path)
 
 
 def plot(curves, reference, classes, splits, path: Path) -> None:
@@ -197,7 +223,7 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def write_page(args, ds, codec, reference, curves, pairs, bd_rows, png: Path, wall: float) -> None:
+def write_page(args, ds, codec, reference, curves, pairs, bd_rows, dropped, png: Path, invocations: list[dict]) -> None:
     import shutil
 
     docs = args.docs
@@ -206,11 +232,15 @@ def write_page(args, ds, codec, reference, curves, pairs, bd_rows, png: Path, wa
     picture.parent.mkdir(exist_ok=True)
     shutil.copyfile(png, picture)
     command = "make rd" if args.dataset == "fcm-val" and not args.frames else "python tools/rd_study.py " + shlex.join(sys.argv[1:])
+    total = sum(float(r["wall_seconds"]) for r in invocations)
+    timing = f"{total / 60:.1f} min" + ("" if len(invocations) == 1 else " over " + ", ".join(
+        f"{float(r['wall_seconds']) / 60:.1f} min ({r['rate_points_computed']} rate points, {r['started_utc']} UTC)"
+        for r in invocations))
     lines = [
         "# Rate-accuracy study: advMSFC vs the feature anchor on the bundled JDE",
         "",
         f"*Generated by `{command}` (tools/rd_study.py) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-        f"machine: {_machine()}; wall time {wall / 60:.1f} min. Do not edit by hand: re-run it.*",
+        f"machine: {_machine()}; wall time {timing}. Do not edit by hand: re-run it.*",
         "",
         f"Network: the bundled JDE-576x320-fcm and the bundled advMSFC models (docs/models.md). Sequences: "
         f"{', '.join(s.name for s in ds.sequences)} (dataset `{ds.name}`, evaluation rules `{ds.eval_mode}`), "
@@ -227,6 +257,9 @@ def write_page(args, ds, codec, reference, curves, pairs, bd_rows, png: Path, wa
         "|---|---|---|",
         *(f"| {c} | {what} | {value} |" for c, what, value in bd_rows),
         "",
+        *(["Dominated rate points (more rate, no more MOTA than a cheaper point of the same curve) are left "
+           "out of the BD-rates, not out of the picture or the table below: " + "; ".join(dropped) + ".", ""]
+          if dropped else []),
         "## Rate points",
         "",
         "Uncompressed pipeline (fcm-track, same network): "

@@ -40,6 +40,19 @@ def _curve(rates: Sequence[float], accuracies: Sequence[float], what: str) -> tu
     return acc, log_rate
 
 
+def efficient_points(rates: Sequence[float], accuracies: Sequence[float]) -> list[int]:
+    """Indices of the rate points on the efficient curve: by increasing rate, each one more accurate
+    than every cheaper point. A point that costs more without being more accurate (two QPs at the
+    same MOTA, as near-lossless anchor points often are) is dominated and makes the curve flat,
+    which BD-rate cannot integrate; reports drop such points and say which."""
+    order = sorted(range(len(rates)), key=lambda i: (rates[i], -accuracies[i]))
+    kept: list[int] = []
+    for i in order:
+        if not kept or accuracies[i] > accuracies[kept[-1]]:
+            kept.append(i)
+    return sorted(kept)
+
+
 def bd_rate(
     anchor_rates: Sequence[float],
     anchor_acc: Sequence[float],
