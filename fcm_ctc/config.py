@@ -11,7 +11,7 @@ from fcm_common.evaluation.mot_metrics import MODE_CHOICES
 from fcm_common.model.splits import get_split
 from fcm_common.msfc.qact import load_qact
 
-BUILTIN = ("tvd", "hieve", "fcm-val")
+BUILTIN = ("tvd", "hieve", "fcm-val", "mot17-mini")
 
 
 class CTCConfigError(FcmError, ValueError):

@@ -274,7 +274,7 @@ def write_page(args, ds, codec, reference, curves, pairs, bd_rows, dropped, png:
             lines.append(f"| {method} | {split} | {r['sequence']} | {r['qp']} | {r['channels']} | {float(r['kbps']):.2f} | "
                          f"{mota:.2f} | {mota - reference[r['sequence']]:+.2f} | {float(r['IDF1']):.2f} |")
     lines += ["", f"Run folders: `{args.out}/<dataset>_<method>_<split>_<codec>/` (results.csv, summary.csv, streams, tracks).", ""]
-    notes = ROOT / "docs" / "results_notes.md"
+    notes = docs.with_name(f"{docs.stem}_notes.md")  # hand-written findings kept beside the page
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
     docs.write_text("\n".join(lines))
