@@ -228,13 +228,13 @@ def write_page(args, ds, codec, reference, curves, pairs, bd_rows, dropped, png:
 
     docs = args.docs
     docs.parent.mkdir(parents=True, exist_ok=True)
-    picture = docs.parent / "images" / "rd_curves.png"
+    picture = docs.parent / "images" / f"{docs.stem}_rd_curves.png"  # one picture per page
     picture.parent.mkdir(exist_ok=True)
     shutil.copyfile(png, picture)
     command = "make rd" if args.dataset == "fcm-val" and not args.frames else "python tools/rd_study.py " + shlex.join(sys.argv[1:])
     total = sum(float(r["wall_seconds"]) for r in invocations)
     timing = f"{total / 60:.1f} min" + ("" if len(invocations) == 1 else " over " + ", ".join(
-        f"{float(r['wall_seconds']) / 60:.1f} min ({r['rate_points_computed']} rate points, {r['started_utc']} UTC)"
+        f"{float(r['wall_seconds']) / 60:.1f} min ({r['rate_points_computed']} sequence-QP runs coded, {r['started_utc']} UTC)"
         for r in invocations))
     lines = [
         "# Rate-accuracy study: advMSFC vs the feature anchor on the bundled JDE",
@@ -249,7 +249,7 @@ def write_page(args, ds, codec, reference, curves, pairs, bd_rows, dropped, png:
         "Anchor quantisation range: measured over each sequence (the framework's fixed TVD/HiEve ranges belong to "
         "JDE-1088x608); advMSFC: the model's recorded code range.",
         "",
-        "![RD curves](images/rd_curves.png)",
+        f"![RD curves](images/{picture.name})",
         "",
         "## BD-rate (pchip over the common MOTA range; negative = fewer bits for the same MOTA)",
         "",
