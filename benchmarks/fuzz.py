@@ -192,7 +192,6 @@ def main() -> int:
     ap.add_argument("--details", type=Path, help="CSV with one row per mutation")
     args = ap.parse_args()
 
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     signal.signal(signal.SIGALRM, _alarm)
     device = torch.device("cpu")
     model = load_network(choose_network(None), device)

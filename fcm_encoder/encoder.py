@@ -176,13 +176,8 @@ def code_frames(reduced: _Pass, plan: FramePlan, workdir: Path, progress: Progre
     frames = 0
     try:
         with torch.inference_mode():
-            for coded, boxes in reduced:
-                for b, box in enumerate(boxes):
-                    if (box.orig_width, box.orig_height) != (source.width, source.height):
-                        raise FcmError(
-                            f"{source.path}: frame {frames + 1} is {box.orig_width}x{box.orig_height}, "
-                            f"the first was {source.width}x{source.height} (one size per sequence)"
-                        )
+            for coded, boxes in reduced:  # one frame size per sequence: FrameSource.frames checks it
+                for b in range(len(boxes)):
                     tensors = [t[b] for t in coded]
                     with timer.stage("quantise_pack"):
                         lo_hi = plan.fixed_range or float32_range(*value_range(tensors))

@@ -3,15 +3,13 @@ trips of packing and quantisation, over generated inputs rather than a few chose
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import replace
 
 import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_bitstream import PAYLOAD, make_header
+from test_bitstream import PAYLOAD, make_header, recrc
 
 from fcm_common.coding import bitstream
 from fcm_common.coding.bitstream import BitstreamError, parse, serialize
@@ -20,11 +18,6 @@ from fcm_common.coding.packing import anchor_layout, pack, single_tensor_layout,
 from fcm_common.coding.quantization import MAX_LEVEL, dequantize, quantize
 
 HEADERS = [("anchor", "dn53", False), ("anchor", "alt1", True), ("advmsfc", "backbone", False)]
-
-
-def _resign(data: bytearray, size: int) -> bytes:
-    struct.pack_into(">I", data, size - 4, zlib.crc32(bytes(data[: size - 4])))
-    return bytes(data)
 
 
 @settings(max_examples=300, deadline=None)
@@ -37,7 +30,7 @@ def test_a_forged_header_is_refused_or_parses_to_a_valid_header(which, edits):
     size = len(data) - len(PAYLOAD)
     for at, flip in edits:
         data[4 + at % (size - 8)] ^= flip  # anywhere but the magic number and the CRC
-    stream = _resign(data, size)
+    stream = recrc(bytes(data), size)
     try:
         header, payload = parse(stream)
     except BitstreamError:

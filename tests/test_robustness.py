@@ -157,10 +157,15 @@ def test_an_image_folder_with_two_frame_sizes_is_refused(small_cfg, tmp_path):
     folder.mkdir()
     for i, (w, h) in enumerate([(96, 64), (96, 64), (128, 64)]):
         cv2.imwrite(str(folder / f"{i:06d}.png"), np.full((h, w, 3), 40 * i, np.uint8))
+    common = ["--weights", "random", "--jde-cfg", small_cfg, "--device", "cpu"]
     out = tmp_path / "t.txt"
-    result = run_in_process("fcm-track", folder, "--weights", "random", "--jde-cfg", small_cfg, "-o", out, "--device", "cpu")
+    result = run_in_process("fcm-track", folder, "-o", out, *common)
     assert_one_line_error(result, "000002.png: the image is 128x64, the sequence's first is 96x64")
-    assert not out.exists()
+    stream = tmp_path / "s.bin"
+    result = run_in_process("fcm-encode", folder, "--method", "anchor", "--split", "alt1", "--codec", "lossless",
+                            "-o", stream, *common)
+    assert_one_line_error(result, "000002.png: the image is 128x64, the sequence's first is 96x64")
+    assert not out.exists() and not stream.exists()
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_the_work(small_sequence, small_cfg, tmp_path):

@@ -132,16 +132,18 @@ def main() -> None:
         print("runs done; BD-rates, the picture and the page need both methods")
         return
 
+    # BD-rates integrate the efficient points only; the picture and the tables show every point
+    efficient: dict[tuple[str, str], dict[str, tuple[list[float], list[float]]]] = {}
     dropped: list[str] = []
     for (method, split), points in curves.items():
         for cls, (rates, motas) in points.items():
             kept = efficient_points(rates, motas)
             dropped += [f"{method} {split} {cls}: {rates[i]:.1f} kbps, MOTA {motas[i]:.2f}"
                         for i in range(len(rates)) if i not in kept]
-            points[cls] = ([rates[i] for i in kept], [motas[i] for i in kept]), (rates, motas)
+            efficient.setdefault((method, split), {})[cls] = ([rates[i] for i in kept], [motas[i] for i in kept])
 
     def bd(test: tuple[str, str], anchor: tuple[str, str], cls: str) -> str:
-        ((ra, ma), _), ((rt, mt), _) = curves[anchor][cls], curves[test][cls]
+        (ra, ma), (rt, mt) = efficient[anchor][cls], efficient[test][cls]
         try:
             return f"{100 * bd_rate(ra, ma, rt, mt, 'pchip'):+.1f}%"
         except BDRateError as exc:
@@ -160,11 +162,10 @@ def main() -> None:
     if dropped:
         print("dominated rate points left out of the BD-rates: " + "; ".join(dropped))
     png = args.out / "rd_curves.png"
-    plot({key: {cls: every for cls, (_, every) in points.items()} for key, points in curves.items()},
-         reference, classes, splits, png)
+    plot(curves, reference, classes, splits, png)
     invocations = log_invocation(args.out, started, time.time() - started, computed)
     print(f"RD curves: {png}; wall time {(time.time() - started) / 60:.1f} min ({computed} rate points computed)")
-    if str(args.docs):
+    if args.docs.name:  # --docs "" (Path(".")): no page
         write_page(args, ds, codec, reference, curves, pairs, bd_rows, dropped, png, invocations)
 
 
