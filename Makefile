@@ -6,7 +6,7 @@
 #   make bench        JDE part 1 / part 2 time per frame (the bundled JDE and JDE-1088x608)
 #   make rd           the rate-accuracy study on the sample: anchor and advMSFC x 3 splits -> docs/results.md
 #   make bench-e2e    fcm-encode / fcm-decode frames/s end to end with the bundled networks, by stage
-#   make bench-codec  inner codecs on the same packed anchor features
+#   make bench-codec  VVenC presets against VTM low delay on real packed features: BD-rate on PSNR and MOTA
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
 #   make fuzz         mutated and forged bitstreams through the decoder (vvenc, lossless; anchor, advmsfc)
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
@@ -64,8 +64,10 @@ FUZZ_ARGS ?=
 fuzz:
 	$(PY) benchmarks/fuzz.py --details $(OUT)/fuzz.csv $(FUZZ_ARGS)
 
+# VTM from VTM_DIR, else $$FCM_VTM_DIR (make vtm builds it); points are kept in $(OUT)/bench_codec
+VTM_DIR ?=
 bench-codec:
-	$(PY) benchmarks/bench_codec.py --split alt1 --frames 4 --presets faster,medium
+	$(PY) benchmarks/bench_codec.py --out $(OUT)/bench_codec $(if $(VTM_DIR),--vtm-dir $(VTM_DIR),)
 
 bench-msfc:
 	$(PY) benchmarks/bench_msfc.py --repeats 3

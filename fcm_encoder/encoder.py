@@ -168,6 +168,31 @@ def plan_frames(reduced: _Pass, progress: ProgressFn | None = None) -> FramePlan
     return FramePlan(split_shapes, coded_shapes, layout, fmt, fixed_range)
 
 
+def packed_frames(reduced: _Pass, plan: FramePlan, progress: ProgressFn | None = None):
+    """The 10-bit frames the inner encoder is fed, one by one, with the range each was quantised
+    with. Public so that a codec comparison (``make bench-codec``) codes exactly these frames."""
+    source, timer = reduced.source, reduced.timer
+    with torch.inference_mode():
+        for coded, boxes in reduced:  # one frame size per sequence: FrameSource.frames checks it
+            for b in range(len(boxes)):
+                tensors = [t[b] for t in coded]
+                with timer.stage("quantise_pack"):
+                    lo_hi = plan.fixed_range or float32_range(*value_range(tensors))
+                    frame = tensors_to_frame(tensors, plan.format, *lo_hi)
+                yield frame, lo_hi
+            if progress:
+                progress("encoding", len(boxes), source.length)
+
+
+def sequence_frames(source: FrameSource, model, method: FeatureMethod, settings: EncodeSettings, device: torch.device,
+                    progress: ProgressFn | None = None):
+    """(frame plan, the packed frames with their ranges) of a source, as :func:`encode_sequence`
+    would code them; nothing is encoded."""
+    reduced = _Pass(source, model, method, settings, device, StageTimer(device))
+    plan = plan_frames(reduced, progress)
+    return plan, packed_frames(reduced, plan, progress)
+
+
 def code_frames(reduced: _Pass, plan: FramePlan, workdir: Path, progress: ProgressFn | None = None) -> CodedFrames:
     """Step 2: quantise and pack every frame and feed it to the inner encoder."""
     source, settings, timer = reduced.source, reduced.settings, reduced.timer
@@ -175,20 +200,12 @@ def code_frames(reduced: _Pass, plan: FramePlan, workdir: Path, progress: Progre
     ranges: list[tuple[float, float]] = []
     frames = 0
     try:
-        with torch.inference_mode():
-            for coded, boxes in reduced:  # one frame size per sequence: FrameSource.frames checks it
-                for b in range(len(boxes)):
-                    tensors = [t[b] for t in coded]
-                    with timer.stage("quantise_pack"):
-                        lo_hi = plan.fixed_range or float32_range(*value_range(tensors))
-                        if plan.fixed_range is None:
-                            ranges.append(lo_hi)
-                        frame = tensors_to_frame(tensors, plan.format, *lo_hi)
-                    with timer.stage("encode"):
-                        encoder.write(frame)
-                    frames += 1
-                if progress:
-                    progress("encoding", len(boxes), source.length)
+        for frame, lo_hi in packed_frames(reduced, plan, progress):
+            if plan.fixed_range is None:
+                ranges.append(lo_hi)
+            with timer.stage("encode"):
+                encoder.write(frame)
+            frames += 1
         with timer.stage("encode"):
             payload = encoder.finish()
     except BaseException:

@@ -73,6 +73,63 @@ def test_vvenc_errors_name_the_command(tmp_path):
         list(codec.decode(payload, 96, 64, 3, tmp_path))
 
 
+def vvenc_params(encoder) -> dict[str, str]:
+    """The -vvenc-params of an encoder's ffmpeg command line, as a dict."""
+    text = encoder.cmd[encoder.cmd.index("-vvenc-params") + 1]
+    return dict(item.split("=", 1) for item in text.split(":"))
+
+
+@pytest.mark.parametrize("gop", ["ld", "ra"])
+def test_vvenc_presets_code_features_like_vtm(tmp_path, gop):
+    """fcm's presets turn VVenC's input pre-filter and its QP map off, explicit MTS and SBT on and,
+    in low delay, use VTM's four reference pictures; the vvenc-* presets are VVenC's own, untouched."""
+    codec = make_codec("vvenc")
+    ours = codec.open_encoder(96, 64, CodecParams(qp=30, fps=30, preset="slow", gop=gop), tmp_path)
+    theirs = codec.open_encoder(96, 64, CodecParams(qp=30, fps=30, preset="vvenc-slow", gop=gop), tmp_path)
+    try:
+        for encoder in (ours, theirs):
+            assert encoder.cmd[encoder.cmd.index("-preset") + 1] == "slow"
+        mine, vvenc_own = vvenc_params(ours), vvenc_params(theirs)
+        added = {"MCTF": "0", "BIM": "0", "MTS": "1", "SBT": "2", **({"NumRefPics": "4"} if gop == "ld" else {})}
+        assert {k: mine[k] for k in mine.keys() - vvenc_own.keys()} == added
+        assert {k: v for k, v in mine.items() if k not in added} == vvenc_own
+        # both kinds encode one picture at a time: ffmpeg lost pictures of frame-parallel encoding
+        assert mine["MaxParallelFrames"] == vvenc_own["MaxParallelFrames"] == "0"
+    finally:
+        ours.abort()
+        theirs.abort()
+    with pytest.raises(CodecError, match="unknown preset 'vvenc-fastest'"):
+        codec.open_encoder(96, 64, CodecParams(qp=30, fps=30, preset="vvenc-fastest"), tmp_path)
+
+
+def test_vvenc_presets_decode_and_differ(tmp_path):
+    """Both kinds of preset make valid streams of the frames; the settings change the stream."""
+    codec = make_codec("vvenc")
+    frames = smooth_frames(9)
+    ours, out = round_trip(codec, frames, tmp_path, preset="faster")
+    theirs, out_theirs = round_trip(codec, frames, tmp_path, preset="vvenc-faster")
+    assert ours != theirs
+    for decoded in (out, out_theirs):
+        assert np.abs(decoded.astype(int) - frames.astype(int)).mean() < 12
+
+
+def test_vvenc_empty_stream_is_an_error(tmp_path, monkeypatch):
+    """An encoder that exits 0 without a single packet (libvvenc through ffmpeg did, with frame-parallel
+    encoding on short sequences) must not become an empty payload and a confusing decoder error later."""
+    import fcm_common.coding.codecs.vvenc as vvenc_module
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text('#!/bin/sh\ncat > /dev/null\nfor last; do :; done\n: > "$last"\nexit 0\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(vvenc_module, "ffmpeg_exe", lambda: str(fake))
+    codec = make_codec("vvenc")
+    encoder = codec.open_encoder(96, 64, CodecParams(qp=30, fps=30, preset="faster"), tmp_path)
+    for frame in smooth_frames(3):
+        encoder.write(frame)
+    with pytest.raises(CodecError, match="empty stream although ffmpeg reported success"):
+        encoder.finish()
+
+
 def test_vtm_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("FCM_VTM_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -132,3 +189,18 @@ def test_vtm_intra_period_rules(tmp_path):
         vtm.open_encoder(96, 64, CodecParams(qp=30, fps=30, intra_period=8), tmp_path)
     with pytest.raises(CodecError, match="multiple of 32"):
         vtm.open_encoder(96, 64, CodecParams(qp=30, fps=30, intra_period=48, gop="ra"), tmp_path)
+
+
+def test_vtm_build_never_deletes_a_folder_it_did_not_make(tmp_path):
+    """tools/vtm_build.sh removes a failed clone; a folder that was there before is refused and kept."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "vtm_build.sh"
+    mine = tmp_path / "VTM-12.0"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    proc = subprocess.run(["bash", str(script), "--prefix", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"error: {mine} exists and is not a VTM source tree: move it away or pass another --prefix"]
+    assert (mine / "notes.txt").read_text() == "keep"

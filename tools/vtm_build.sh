@@ -6,7 +6,8 @@
 # Clones the official VTM repository at a tag (default VTM-12.0, the version of the FCM common
 # test conditions; VTM-23.3 is the MPEG framework's Docker version) and builds EncoderApp,
 # DecoderApp and parcat in Release mode. Needs git, cmake, make and a C++ compiler, and network
-# access to the repository. Afterwards:  export FCM_VTM_DIR=<prefix>/<tag>
+# access to the repository; a source tree already at PREFIX/TAG (a checkout, or an unpacked
+# release archive) is built as it is. Afterwards:  export FCM_VTM_DIR=<prefix>/<tag>
 set -euo pipefail
 
 TAG="VTM-12.0"
@@ -22,19 +23,22 @@ while [ $# -gt 0 ]; do
     --prefix) PREFIX="${2:?}"; shift 2 ;;
     --jobs) JOBS="${2:?}"; shift 2 ;;
     --repo) REPO="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
 
 case "$TAG" in VTM-[0-9]*) ;; *) die "--tag must name a VTM release tag such as VTM-12.0 or VTM-23.3, got '$TAG'" ;; esac
+SRC="${PREFIX}/${TAG}"
+if [ -e "${SRC}" ] && [ ! -d "${SRC}/.git" ] && [ ! -f "${SRC}/CMakeLists.txt" ] && [ -n "$(ls -A "${SRC}" 2>/dev/null)" ]; then
+  die "${SRC} exists and is not a VTM source tree: move it away or pass another --prefix"
+fi
 for tool in git cmake make c++; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
 done
 
-SRC="${PREFIX}/${TAG}"
-if [ -d "${SRC}/.git" ]; then
-  echo "using the existing checkout ${SRC}"
+if [ -d "${SRC}/.git" ] || [ -f "${SRC}/CMakeLists.txt" ]; then
+  echo "using the existing source tree ${SRC}"
 else
   mkdir -p "${PREFIX}"
   if ! git clone --quiet --depth 1 --branch "${TAG}" "${REPO}" "${SRC}" 2>"${PREFIX}/clone.log"; then

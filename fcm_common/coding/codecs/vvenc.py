@@ -6,7 +6,18 @@ the stream is true 4:0:0 10-bit and the constant chroma planes are never coded; 
 (``-qpa 0``), the intra period is set in frames (``IntraPeriod``; ffmpeg's ``-period`` is in
 seconds) with ``POC0IDR=1`` so that the first picture is an IDR. ``gop="ld"`` is VVenC's low-delay
 configuration (``GOPSize=8:PicReordering=0:DecodingRefreshType=none``, pictures coded in display
-order, an IDR every intra period); ``gop="ra"`` its random-access one with CRA refresh.
+order, an IDR every intra period: the same QP cascade and reference lists as VTM's low-delay B
+cfg); ``gop="ra"`` its random-access one with CRA refresh.
+
+Presets: ``faster`` .. ``slower`` are VVenC's presets (the effort of its search) set up for
+features the way ``make bench-codec`` found closest to VTM's low-delay B cfg (docs/codecs.md): no
+motion-compensated temporal pre-filter (``MCTF=0``: it filters the *input*, so the decoder would
+reconstruct something other than the features) and hence no block-importance QP map (``BIM=0``); explicit multiple
+transform sets and sub-block transforms (``MTS=1:SBT=2``: the features' fine texture pays for
+them); in low delay VTM's four reference pictures (``NumRefPics=4``; VVenC's presets use one or
+two). ``vvenc-faster`` .. ``vvenc-slower`` are VVenC's presets untouched (fcm's presets before;
+docs/results.md was coded with ``vvenc-faster``). Every preset encodes one picture at a time
+(``TRANSPORT_SETTINGS``).
 """
 
 from __future__ import annotations
@@ -32,7 +43,25 @@ from fcm_common.coding.codecs.base import (
 )
 from fcm_common.coding.registry import cli_option
 
-PRESETS = ("faster", "fast", "medium", "slow", "slower")
+VVENC_PRESETS = ("faster", "fast", "medium", "slow", "slower")
+PRESETS = VVENC_PRESETS + tuple(f"vvenc-{p}" for p in VVENC_PRESETS)
+DEFAULT_PRESET = "medium"
+FEATURE_SETTINGS = ("MCTF=0", "BIM=0", "MTS=1", "SBT=2")  # see the module docstring
+LOW_DELAY_REFERENCES = "NumRefPics=4"
+
+
+# Every preset: no frame-parallel encoding. With pictures in flight on several threads, libvvenc
+# can answer ffmpeg's end-of-stream drain without a picture, which ffmpeg takes for "drained": the
+# last pictures, or on short sequences all of them, were lost (ffmpeg exit status 0, an empty or
+# short stream), depending on thread timing. The stream is the same; only the speed-up is lost.
+TRANSPORT_SETTINGS = ("MaxParallelFrames=0",)
+
+
+def preset_settings(preset: str, gop: str) -> tuple[str, list[str]]:
+    """VVenC's preset and the -vvenc-params settings fcm's preset adds to it."""
+    if preset.startswith("vvenc-"):
+        return preset.removeprefix("vvenc-"), [*TRANSPORT_SETTINGS]
+    return preset, [*FEATURE_SETTINGS, *([LOW_DELAY_REFERENCES] if gop == "ld" else []), *TRANSPORT_SETTINGS]
 MID_CHROMA = 512
 
 
@@ -72,12 +101,14 @@ class _VVencEncoder(FrameEncoder):
             settings += ["GOPSize=8", "PicReordering=0", "DecodingRefreshType=none"]
         else:
             settings += ["DecodingRefreshType=cra"]
+        vvenc_preset, extra = preset_settings(params.preset, params.gop)
+        settings += extra
         threads = params.threads or min(os.cpu_count() or 1, 8)
         self.cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s:v", f"{width}x{height}", "-r", _rate(params.fps),
             "-i", "pipe:0",
-            "-c:v", "libvvenc", "-preset", params.preset, "-qp", str(params.qp), "-qpa", "0",
+            "-c:v", "libvvenc", "-preset", vvenc_preset, "-qp", str(params.qp), "-qpa", "0",
             "-threads", str(threads), "-vvenc-params", ":".join(settings),
             "-f", "vvc", str(self.out),
         ]
@@ -106,7 +137,10 @@ class _VVencEncoder(FrameEncoder):
         if self.proc.wait() != 0 or not self.out.is_file():
             raise self._failure()
         self.log_fh.close()
-        return self.out.read_bytes()
+        payload = self.out.read_bytes()
+        if not payload:
+            raise CodecError("vvenc: libvvenc produced an empty stream although ffmpeg reported success")
+        return payload
 
     def abort(self) -> None:
         if self.proc.poll() is None:
@@ -123,7 +157,8 @@ class VVencCodec(InnerCodec):
     decoder = "ffmpeg"
     qp_range = (0, 63)  # libvvenc through ffmpeg takes no negative QP
     options = (
-        cli_option("--preset", type=click.Choice(PRESETS), default="medium", show_default=True, help="VVenC preset."),
+        cli_option("--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True,
+                   help="VVenC preset, set up for features like VTM's low-delay cfg; vvenc-*: VVenC's presets untouched."),
     )
 
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
