@@ -15,29 +15,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_codec import psnr
 
 from fcm_common.cli.support import print_table
-from fcm_common.coding.codecs import CodecParams, make_codec
-from fcm_common.coding.codecs.vvenc import MID_CHROMA, ffmpeg_exe
+from fcm_common.coding.codecs import CodecError, CodecParams, make_codec
+from fcm_common.coding.codecs.vvenc import VVencSession, base_settings
 from fcm_common.coding.methods import method_for_encoding
 from fcm_common.data.sources import open_source
 from fcm_common.evaluation.bdrate import bd_rate
 from fcm_common.model.bundled import choose_network, load_network
 from fcm_common.model.splits import get_split
 from fcm_encoder.encoder import EncodeSettings, sequence_frames
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1023**2 / mse)
 
 
 def packed(source_path: str, frames: int, split: str) -> tuple[np.ndarray, float]:
@@ -54,18 +48,16 @@ def packed(source_path: str, frames: int, split: str) -> tuple[np.ndarray, float
 
 def vvenc_stream(frames: np.ndarray, fps: float, qp: int, preset: str, params: list[str], intra_period: int,
                  threads: int, workdir: Path) -> bytes:
+    """The frames coded by VVenC's ``preset`` with the raw ``params`` (the GOP structure among them)."""
     n, h, w = frames.shape
-    settings = [f"IntraPeriod={intra_period}", "POC0IDR=1", "ChromaFormatIDC=400", *params]
-    out = workdir / "out.266"
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
-           "-pix_fmt", "yuv420p10le", "-s:v", f"{w}x{h}", "-r", f"{fps:g}", "-i", "pipe:0", "-c:v", "libvvenc",
-           "-preset", preset, "-qp", str(qp), "-qpa", "0", "-threads", str(threads),
-           "-vvenc-params", ":".join(settings), "-f", "vvc", str(out)]
-    chroma = np.full(2 * (h // 2) * (w // 2), MID_CHROMA, dtype="<u2").tobytes()
-    proc = subprocess.run(cmd, input=b"".join(f.astype("<u2").tobytes() + chroma for f in frames), capture_output=True)
-    if proc.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
-        raise SystemExit(f"error: VVenC failed with {':'.join(settings)}: {proc.stderr.decode(errors='replace')[-300:]}")
-    return out.read_bytes()
+    session = VVencSession(w, h, fps, qp, preset, [*base_settings(intra_period), *params], threads, workdir)
+    try:
+        for frame in frames:
+            session.write(frame)
+        return session.finish()
+    except CodecError as exc:
+        session.abort()
+        raise SystemExit(f"error: {exc}") from None
 
 
 def main() -> None:

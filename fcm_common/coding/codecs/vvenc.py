@@ -16,8 +16,8 @@ reconstruct something other than the features) and hence no block-importance QP 
 transform sets and sub-block transforms (``MTS=1:SBT=2``: the features' fine texture pays for
 them); in low delay VTM's four reference pictures (``NumRefPics=4``; VVenC's presets use one or
 two). ``vvenc-faster`` .. ``vvenc-slower`` are VVenC's presets untouched (fcm's presets before;
-docs/results.md was coded with ``vvenc-faster``). Every preset encodes one picture at a time
-(``TRANSPORT_SETTINGS``).
+docs/results.md was coded with ``vvenc-faster``). Every encoding session codes one picture at a
+time (``TRANSPORT_SETTINGS``).
 """
 
 from __future__ import annotations
@@ -50,18 +50,26 @@ FEATURE_SETTINGS = ("MCTF=0", "BIM=0", "MTS=1", "SBT=2")  # see the module docst
 LOW_DELAY_REFERENCES = "NumRefPics=4"
 
 
-# Every preset: no frame-parallel encoding. With pictures in flight on several threads, libvvenc
-# can answer ffmpeg's end-of-stream drain without a picture, which ffmpeg takes for "drained": the
-# last pictures, or on short sequences all of them, were lost (ffmpeg exit status 0, an empty or
-# short stream), depending on thread timing. The stream is the same; only the speed-up is lost.
+# Every encoding session: no frame-parallel encoding. With pictures in flight on several threads,
+# libvvenc can answer ffmpeg's end-of-stream drain without a picture, which ffmpeg takes for
+# "drained": the last pictures, or on short sequences all of them, were lost (ffmpeg exit status 0,
+# an empty or short stream), depending on thread timing. The stream is the same; only the
+# frame-level speed-up is lost.
 TRANSPORT_SETTINGS = ("MaxParallelFrames=0",)
 
 
 def preset_settings(preset: str, gop: str) -> tuple[str, list[str]]:
     """VVenC's preset and the -vvenc-params settings fcm's preset adds to it."""
     if preset.startswith("vvenc-"):
-        return preset.removeprefix("vvenc-"), [*TRANSPORT_SETTINGS]
-    return preset, [*FEATURE_SETTINGS, *([LOW_DELAY_REFERENCES] if gop == "ld" else []), *TRANSPORT_SETTINGS]
+        return preset.removeprefix("vvenc-"), []
+    return preset, [*FEATURE_SETTINGS, *([LOW_DELAY_REFERENCES] if gop == "ld" else [])]
+
+
+def base_settings(intra_period: int) -> list[str]:
+    """-vvenc-params of every stream: the intra period in frames, an IDR first, 4:0:0."""
+    return [f"IntraPeriod={intra_period}", "POC0IDR=1", "ChromaFormatIDC=400"]
+
+
 MID_CHROMA = 512
 
 
@@ -91,25 +99,22 @@ def _rate(fps: float) -> str:
     return f"{frac.numerator}/{frac.denominator}"
 
 
-class _VVencEncoder(FrameEncoder):
-    def __init__(self, width: int, height: int, params: CodecParams, workdir: Path):
+class VVencSession(FrameEncoder):
+    """One libvvenc encoding through ffmpeg with explicit VVenC settings (``-vvenc-params``, to which
+    ``TRANSPORT_SETTINGS`` are added). The codec builds them from :class:`CodecParams`;
+    benchmarks/vvenc_settings.py passes raw ones, for experiments with settings no preset has."""
+
+    def __init__(self, width: int, height: int, fps: float, qp: int, vvenc_preset: str, settings: list[str],
+                 threads: int, workdir: Path):
         self.width, self.height = width, height
         self.out = workdir / "vvenc.266"
         self.log = workdir / "vvenc.log"
-        settings = [f"IntraPeriod={params.intra_period}", "POC0IDR=1", "ChromaFormatIDC=400"]
-        if params.gop == "ld":
-            settings += ["GOPSize=8", "PicReordering=0", "DecodingRefreshType=none"]
-        else:
-            settings += ["DecodingRefreshType=cra"]
-        vvenc_preset, extra = preset_settings(params.preset, params.gop)
-        settings += extra
-        threads = params.threads or min(os.cpu_count() or 1, 8)
         self.cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s:v", f"{width}x{height}", "-r", _rate(params.fps),
+            "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s:v", f"{width}x{height}", "-r", _rate(fps),
             "-i", "pipe:0",
-            "-c:v", "libvvenc", "-preset", vvenc_preset, "-qp", str(params.qp), "-qpa", "0",
-            "-threads", str(threads), "-vvenc-params", ":".join(settings),
+            "-c:v", "libvvenc", "-preset", vvenc_preset, "-qp", str(qp), "-qpa", "0",
+            "-threads", str(threads), "-vvenc-params", ":".join([*settings, *TRANSPORT_SETTINGS]),
             "-f", "vvc", str(self.out),
         ]
         self.chroma = np.full(2 * (height // 2) * (width // 2), MID_CHROMA, dtype="<u2").tobytes()
@@ -168,7 +173,14 @@ class VVencCodec(InnerCodec):
         self.check_qp(params.qp)
         if params.gop not in ("ld", "ra"):
             raise CodecError(f"vvenc: unknown GOP structure '{params.gop}'")
-        return _VVencEncoder(width, height, params, workdir)
+        settings = base_settings(params.intra_period)
+        if params.gop == "ld":
+            settings += ["GOPSize=8", "PicReordering=0", "DecodingRefreshType=none"]
+        else:
+            settings += ["DecodingRefreshType=cra"]
+        vvenc_preset, extra = preset_settings(params.preset, params.gop)
+        threads = params.threads or min(os.cpu_count() or 1, 8)
+        return VVencSession(width, height, params.fps, params.qp, vvenc_preset, settings + extra, threads, workdir)
 
     def decode(
         self, payload: bytes, width: int, height: int, num_frames: int, workdir: Path, sample_bits: int = 10
