@@ -28,7 +28,9 @@ from fcm_common.jde_training.trainer import (
     export_for_inference,
     load_training_checkpoint,
 )
-from fcm_common.model.jde import JDE, load_state, weights_digest
+from fcm_common.model.bundled import bundled_weights
+from fcm_common.model.darknet_cfg import parse_cfg_text
+from fcm_common.model.jde import JDE, load_state, read_checkpoint, weights_digest
 from fcm_common.tracking.sequence import track_source
 
 
@@ -55,6 +57,9 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
                    "(a SEQ for later runs, e.g. on another machine) and stop.")
 @click.option("--prepare-max-side", type=click.IntRange(min=64), default=None,
               help="With --prepare: scale larger pictures down to this longer side.")
+@click.option("--init", "init_path", type=click.Path(path_type=Path),
+              help="Start from these JDE weights (an fcm-train-jde checkpoint or export of the same cfg; 'bundled' "
+                   "= the shipped JDE-576x320-fcm) instead of random ones: fine-tuning.")
 @click.option("--cfg", "cfg_path", type=click.Path(path_type=Path), help="Darknet cfg (default: the bundled JDE-576x320 cfg).")
 @click.option("--teacher-video", "footage", multiple=True, type=click.Path(path_type=Path),
               help="Unlabelled footage to label with the teachers (repeatable).")
@@ -92,7 +97,7 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--export", "export_path", type=click.Path(path_type=Path),
               help="When training is done, also write the inference-only weights (float16, with the cfg) here.")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def main(sequences, output, prepare_dir, prepare_max_side, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score,
+def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score,
          teacher_step, teacher_uncertain, label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup,
          weight_decay, distill_weight, checkpoint_every, seed, jitter, workers, precision, time_budget, threads, resume,
          export_path, device):
@@ -137,7 +142,17 @@ def main(sequences, output, prepare_dir, prepare_max_side, cfg_path, footage, te
                                 weight_decay=weight_decay, distill_weight=distill_weight, seed=seed,
                                 checkpoint_every=checkpoint_every, jitter=asdict(jitters[jitter]), workers=workers,
                                 precision=precision)
-    trainer = JDETrainer(cfg_text, data.images, data.num_ids, settings, dev)
+    init_state = None
+    if init_path is not None and not resume:
+        if str(init_path) == "bundled":
+            init_path = bundled_weights()
+        init_state, init_cfg = read_checkpoint(init_path)
+        if init_cfg is not None and init_cfg != cfg_text:
+            raise FcmError(f"--init {init_path} was trained with another cfg than this run's")
+        probe = JDE(parse_cfg_text(cfg_text))
+        load_state(probe, {k: v.float() if v.is_floating_point() else v for k, v in init_state.items()}, str(init_path))
+        settings.init = f"{init_path} ({weights_digest(probe)[:16]})"
+    trainer = JDETrainer(cfg_text, data.images, data.num_ids, settings, dev, init_state)
     if resume:
         ckpt = load_training_checkpoint(output)
         recorded = (ckpt.get("fcm") or {}).get("settings", {})

@@ -36,7 +36,7 @@ from fcm_common.jde_training.losses import (
 from fcm_common.jde_training.samples import LabelledImage
 from fcm_common.jde_training.targets import HeadTargets, anchor_boxes, box_iou_cxcywh, build_head_targets
 from fcm_common.model.darknet_cfg import parse_cfg_text
-from fcm_common.model.jde import JDE
+from fcm_common.model.jde import JDE, load_state
 
 CHECKPOINT_FORMAT = "fcm-jde"
 CHECKPOINT_VERSION = 2  # 2: data order by sample number (1: one generator for the whole run)
@@ -66,6 +66,7 @@ class JDETrainSettings:
     workers: int = 0  # processes preparing batches (0: in the training process)
     precision: str = "fp32"  # or "bf16" (CUDA autocast; the loss stays fp32)
     time_budget_steps: int = 0  # the step count a time budget fixed (0: none)
+    init: str = ""  # weights the network started from (file and weights id), "" = from scratch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -285,7 +286,9 @@ class JDETrainer:
     """Owns the network, the training heads, the optimiser and the data."""
 
     def __init__(self, cfg_text: str, images: list[LabelledImage], num_ids: int, settings: JDETrainSettings,
-                 device: torch.device):
+                 device: torch.device, init_state: dict[str, torch.Tensor] | None = None):
+        """``init_state``: network weights to start from (fine-tuning) instead of a random start;
+        the training heads (uncertainty weights, identity classifier) always start afresh."""
         self.cfg_text = cfg_text
         self.images = images
         self.num_ids = num_ids
@@ -294,6 +297,9 @@ class JDETrainer:
         self.model = JDE(parse_cfg_text(cfg_text))
         init_from_scratch(self.model, settings.seed)
         self.heads = TrainingHeads(self.model, num_ids, settings.seed)
+        if init_state is not None:
+            load_state(self.model, {k: v.float() if v.is_floating_point() else v for k, v in init_state.items()},
+                       source=settings.init or "initial weights")
         self.model.to(device).train()
         self.heads.to(device).train()
         self.bf16 = settings.precision == "bf16"
