@@ -186,14 +186,79 @@ def test_calibration_picks_the_frontier():
     assert math.isclose(points[(37, 256)][1], 0.62)
 
 
-def test_feature_cache_fits_or_says_why(small_jde):
-    from fcm_common.core.errors import FcmError
-    from fcm_common.msfc.training import FeatureCache
+def test_feature_store_is_built_once_and_reused(small_jde, tmp_path):
+    from fcm_common.msfc.training import FeatureStore
 
-    frames = [torch.rand(3, 192, 320, generator=torch.Generator().manual_seed(i)) for i in range(2)]
-    cache = FeatureCache.build(small_jde, frames, "alt1", "cpu", limit_bytes=10 * 2**20)
-    batch = next(cache.batches(3, torch.Generator().manual_seed(0)))
-    assert [tuple(t.shape) for t in batch] == [(3, 512, 6, 10), (3, 256, 12, 20), (3, 128, 24, 40)]
-    assert all(t.dtype == torch.float32 for t in batch)
-    with pytest.raises(FcmError, match="over the 0.0 GiB limit"):
-        FeatureCache.build(small_jde, frames, "alt1", "cpu", limit_bytes=1000)
+    frames = iter([torch.rand(3, 192, 320, generator=torch.Generator().manual_seed(i)) for i in range(2)])
+    key = {"jde": small_jde.weights_id, "split": "alt1"}
+    store = FeatureStore.build(tmp_path / "f", key, small_jde, frames, 2, "alt1", "cpu", with_heads=True)
+    assert FeatureStore.matches(tmp_path / "f", key) and not FeatureStore.matches(tmp_path / "f", {**key, "split": "dn53"})
+    feats, heads = next(store.batches(3, torch.Generator().manual_seed(0), "cpu"))
+    assert [tuple(t.shape) for t in feats] == [(3, 512, 6, 10), (3, 256, 12, 20), (3, 128, 24, 40)]
+    assert all(t.dtype == torch.float32 for t in feats) and len(heads) == 3
+    with torch.no_grad():
+        exact = small_jde.forward_part1(torch.rand(3, 192, 320, generator=torch.Generator().manual_seed(0))[None], "alt1")
+    reopened = FeatureStore(tmp_path / "f")  # memory-mapped from the folder
+    first = reopened._unflatten(reopened.features[[0]], reopened.meta["shapes"])
+    assert all(torch.allclose(a.float(), b, atol=2e-2 * b.abs().max().item()) for a, b in zip(first, exact))
+    feats, heads = next(store.batches(2, torch.Generator().manual_seed(0), "cpu", crop=(2, 3), coarsest=0))
+    assert [tuple(t.shape[2:]) for t in feats] == [(2, 3), (4, 6), (8, 12)]
+
+
+def test_linear_code_starts_as_pca_and_reconstructs_exactly_with_every_channel():
+    from fcm_common.msfc.training import init_linear_code
+
+    torch.manual_seed(0)
+    arch = MSFCArch((2, 3, 4), 2 * 16 + 3 * 4 + 4, fusion="linear")
+    model = AdvMSFC(arch, (2, 1, 0))  # split order coarsest first, like alt1/backbone
+    def batch():  # split order: coarsest (4 channels), middle (3), finest (2)
+        return [torch.randn(4, 4, 2, 3) * 3 + 1, torch.randn(4, 3, 4, 6), torch.randn(4, 2, 8, 12) * 0.5]
+    batches = iter([batch() for _ in range(20)])
+    explained = init_linear_code(model, batches, 20)
+    assert explained[-1] == pytest.approx(1.0) and torch.all(explained[1:] >= explained[:-1])
+    feats = batch()
+    with torch.no_grad():
+        out = model(feats)
+        code = model.encode(feats)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(out, feats))
+    assert [tuple(t.shape) for t in out] == [tuple(t.shape) for t in feats]
+    var = code.var(dim=(0, 2, 3))
+    assert float(var[0]) > 0.3 and float(var[0]) < 3  # whitened: about unit variance
+    assert MSFCArch.from_dict(arch.to_dict()) == arch and "fusion" in arch.to_dict()
+    assert "fusion" not in MSFCArch((2, 3, 4), 4, (8, 8), (4, 4, 4)).to_dict()  # conv identifiers unchanged
+
+
+def test_output_loss_reads_what_the_tracker_reads():
+    from fcm_common.msfc.training import output_loss
+
+    torch.manual_seed(0)
+    exact = torch.randn(2, 24 + 8, 4, 5)
+    exact[:, 5] = 6.0  # anchor 0's foreground logit: a sure detection everywhere
+    exact[:, 4] = -6.0
+    exact[:, 10::6], exact[:, 11:24:6] = 4.0, -4.0  # anchors 1-3: sure background
+    assert float(output_loss([exact], [exact])) == pytest.approx(0.0, abs=1e-6)
+    lost = exact.clone()
+    lost[:, 5] = -6.0  # the detection vanishes
+    moved = exact.clone()
+    moved[:, 0] += 0.5  # its box moves
+    turned = exact.clone()
+    turned[:, 24:] = -turned[:, 24:]  # its embedding flips
+    far = exact.clone()
+    far[:, 11] += 0.3  # a background anchor's foreground logit moves a little: hardly matters
+    losses = [float(output_loss([x], [exact])) for x in (lost, moved, turned, far)]
+    assert min(losses[:3]) > 10 * losses[3] > 0
+
+
+def test_through_codec_removes_small_coefficients_with_straight_through_gradients():
+    from fcm_common.msfc.training import through_codec
+
+    torch.manual_seed(0)
+    smooth = torch.linspace(-1, 1, 8 * 12).reshape(1, 1, 8, 12).repeat(2, 3, 1, 1)
+    code = (smooth + 0.002 * torch.randn(2, 3, 8, 12)).requires_grad_(True)  # a ramp and faint texture
+    low = through_codec(code, torch.Generator().manual_seed(0), (0, 0))
+    high = through_codec(code, torch.Generator().manual_seed(0), (45, 45))
+    err_low, err_high = float((low - code).abs().mean()), float((high - code).abs().mean())
+    assert err_low < 0.01 < err_high  # a low QP keeps the code, a high one does not
+    assert float((high - smooth).abs().mean()) < 0.15  # the ramp survives (as a staircase of block means)
+    high.sum().backward()
+    assert torch.allclose(code.grad, torch.ones_like(code))

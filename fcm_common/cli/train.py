@@ -18,6 +18,7 @@ from fcm_common.cli.support import (
     weights_option,
 )
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.errors import FcmError
 from fcm_common.data.sources import open_range
 from fcm_common.msfc.checkpoint import export_for_inference, load_checkpoint
 from fcm_common.msfc.networks import count_parameters
@@ -36,10 +37,13 @@ class _Bars(TrainListener):
         stderr_console.print(f"resuming {self.output} at step {step}")
 
     @contextlib.contextmanager
-    def caching(self):
+    def caching(self, frames: int):
         with progress() as bar:
-            bar.add_task("caching features", total=None)
-            yield
+            task = bar.add_task("computing the features to train on", total=frames)
+            yield lambda n: bar.advance(task, n)
+
+    def code_initialised(self, explained: float) -> None:
+        stderr_console.print(f"linear code set to the principal components: {explained:.2%} of the variance")
 
     @contextlib.contextmanager
     def training(self, start: int, steps: int):
@@ -49,6 +53,33 @@ class _Bars(TrainListener):
 
     def step(self, loss: float) -> None:
         self.bar.update(self.task, advance=1, description=f"training (loss {loss:.4f})")
+
+
+def _qp_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (int(v) for v in text.split("-"))
+    except ValueError:
+        raise FcmError(f"--codec-qp must be MIN-MAX, got '{text}'") from None
+    if not 0 <= lo <= hi <= 63:
+        raise FcmError(f"--codec-qp must be within 0-63 with MIN <= MAX, got '{text}'")
+    return lo, hi
+
+
+def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise FcmError(f"--crop must be HxW (cells of the coarsest grid), got '{text}'") from None
+    if h < 1 or w < 1:
+        raise FcmError(f"--crop must be positive, got '{text}'")
+    if not cached or split.name != "backbone":
+        raise FcmError("--crop needs --cache-features and the backbone split (whose split tensors are the head "
+                       "inputs: a crop of the other splits changes what NN part 2 computes at its borders)")
+    return h, w
 
 
 @click.command(name="fcm-train", cls=FcmCommand)
@@ -63,14 +94,26 @@ class _Bars(TrainListener):
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
 @click.option("--task-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the prediction-head error term (0: reconstruction only).")
+@click.option("--output-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the output term: foreground probabilities, box deltas and embedding directions "
+                   "JDE's decoder and the tracker read, against the uncompressed network's.")
+@click.option("--feature-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the standardised reconstruction error of the split tensors.")
+@click.option("--codec-qp", "codec_qp", type=str, default=None,
+              help="Train through a codec proxy (4x4 DCT, deadzone quantisation at VVC's step) at QPs drawn in "
+                   "MIN-MAX, e.g. 7-37.")
+@click.option("--crop", type=str, default=None, help="Train on HxW windows of the coarsest grid (cached features, backbone).")
 @click.option("--quant-noise/--no-quant-noise", default=False, show_default=True,
               help="Add +-1/2-step uniform noise to the code (simulates 10-bit quantisation).")
 @click.option("--no-sls", is_flag=True, help="Train without the Selective Learning Strategy (for comparison only).")
 @click.option("--stats-frames", type=click.IntRange(min=1), default=64, show_default=True,
               help="Frames used to measure feature statistics, the code range and the validation error.")
-@click.option("--cache-features", is_flag=True, help="Compute JDE features once for --cache-frames frames and keep them in memory.")
+@click.option("--cache-features", is_flag=True,
+              help="Compute JDE features (and head inputs) once for --cache-frames frames, float16, memory-mapped in "
+                   "--cache-dir, and train on them (a later run with the same frames and JDE reuses them).")
 @click.option("--cache-frames", type=click.IntRange(min=1), default=512, show_default=True)
-@click.option("--cache-limit-gb", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Folder of the cached features (default: OUTPUT.features/).")
+@click.option("--cache-limit-gb", type=click.FloatRange(min=0, min_open=True), default=8.0, hidden=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--arch", "arch_path", type=click.Path(path_type=Path), help="Architecture TOML (default: cfg/advmsfc.toml).")
 @click.option("--qact", "qact_path", type=click.Path(path_type=Path), help="QACT table to record (default: cfg/qact.toml).")
@@ -79,8 +122,9 @@ class _Bars(TrainListener):
               help="When training is done, also write the inference-only model (float16 weights) here.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, quant_noise, no_sls,
-         stats_frames, cache_features, cache_frames, cache_limit_gb, checkpoint_every, arch_path, qact_path, fps, export_path,
+def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, output_weight, feature_weight,
+         codec_qp, crop, quant_noise, no_sls, stats_frames, cache_features, cache_frames, cache_dir, cache_limit_gb,
+         checkpoint_every, arch_path, qact_path, fps, export_path,
          seed, device):
     """Train advMSFC (MSFF + MSFR) on SOURCE videos / MOTChallenge folders / image folders (frames FIRST..LAST
     only, if given), JDE frozen."""
@@ -90,10 +134,11 @@ def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr
     jde = open_network(weights, jde_cfg, dev)
     settings = TrainSettings(
         split=split.name, steps=steps, batch_size=batch_size, lr=lr, sls=not no_sls, quant_noise=quant_noise,
-        task_weight=task_weight, stats_frames=stats_frames, seed=seed, checkpoint_every=checkpoint_every,
+        task_weight=task_weight, output_weight=output_weight, feature_weight=feature_weight, codec_qps=_qp_range(codec_qp),
+        crop=_crop(crop, cache_features, split), stats_frames=stats_frames, seed=seed, checkpoint_every=checkpoint_every,
     )
     run = TrainRun(opened, output, [str(p) for p in sources], resume, arch_path, qact_path,
-                   cache_frames if cache_features else None, int(cache_limit_gb * 2**30))
+                   cache_frames if cache_features else None, cache_dir)
     result = train(jde, split, settings, run, dev, _Bars(output))
 
     ks = sorted(result.errors)

@@ -84,7 +84,7 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jitter", type=click.Choice(["wide", "jde", "none"]), default="wide", show_default=True,
-              help="Augmentation: wide = every person size 10..320 px, perspective, blur, night, grey; jde = JDE's own.")
+              help="Augmentation: wide = every person size 16..320 px, perspective, blur, night, grey; jde = JDE's own.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes preparing batches (default: 0 on a CPU, up to 12 with a GPU).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,

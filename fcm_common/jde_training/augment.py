@@ -10,7 +10,7 @@ person cut by the border is neither taught as a person nor as background).
 What fcm adds, because its training footage is a few static cameras:
 
 - **zoom to a person size**: most of the time the scale is chosen so that the picture's median
-  person ends up ``target_height`` pixels tall (log-uniform, 10..320 by default: every anchor of
+  person ends up ``target_height`` pixels tall (log-uniform, 16..320 by default: every anchor of
   every head sees positives), and the translation puts a random person at a random place, so that a
   zoom-in shows people rather than empty ground. Zoom-outs are resampled with area interpolation
   (as inference letterboxes) before the warp; zoom-ins are warped once from the original pixels.
@@ -36,6 +36,7 @@ from fcm_common.model.preprocess import PAD_VALUE, Letterbox, letterbox
 
 MIN_SIDE = 2.0  # pixels: smaller boxes are dropped after the warp
 MIN_KEPT_AREA = 0.25  # a box clipped to less than this share of its warped area is dropped (ignored)
+MIN_PERSON_HEIGHT = 12.0  # pixels: smaller people match no anchor (the smallest is 16 px tall): ignored
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Jitter:
     flip: float = 0.5
     # fcm's additions (all off in JDE's own jitter, see `jde`)
     zoom: float = 0.0  # probability of choosing the scale by a target person height
-    target_height: tuple[float, float] = (10.0, 320.0)  # pixels at the network input, log-uniform
+    target_height: tuple[float, float] = (16.0, 320.0)  # pixels at the network input, log-uniform
     zoom_limits: tuple[float, float] = (0.2, 6.0)  # the scale a zoom may take
     perspective: float = 0.0  # corner displacement, share of the picture size
     blur: float = 0.0  # probability of a defocus or motion blur
@@ -68,7 +69,7 @@ class Jitter:
 
     @classmethod
     def wide(cls) -> Jitter:
-        """Every size from 10 to 320 pixels, other camera angles, blur, night and grey pictures."""
+        """Every size from 16 to 320 pixels, other camera angles, blur, night and grey pictures."""
         return cls(scale=(0.5, 1.5), zoom=0.75, perspective=0.04, blur=0.15, night=0.15, grey=0.05, noise=0.15)
 
     @classmethod
@@ -209,7 +210,8 @@ def make_sample(item: LabelledImage, width: int, height: int, jitter: Jitter, rn
 
     boxes, keep = _warp_boxes(item.boxes, matrix, width, height)
     ignore, keep_ignore = _warp_boxes(item.ignore, matrix, width, height)
-    cut = boxes[~keep]  # people the border cut too much: ignored, not background
+    keep &= (boxes[:, 3] - boxes[:, 1]) >= MIN_PERSON_HEIGHT
+    cut = boxes[~keep]  # people the border cut too much, or too small for any anchor: ignored, not background
     cut = cut[(cut[:, 2] - cut[:, 0] > 1) & (cut[:, 3] - cut[:, 1] > 1)]
     boxes, ids = boxes[keep], item.ids[keep]
     teacher = item.teacher[keep] if item.teacher is not None else None

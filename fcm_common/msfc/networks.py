@@ -30,18 +30,51 @@ class MSFCConfigError(FcmError, ValueError):
     """An unusable advMSFC architecture description."""
 
 
+FUSIONS = ("conv", "linear")
+
+
 @dataclass(frozen=True)
 class MSFCArch:
-    """Widths of one advMSFC model; ``in_channels`` are the split tensors' (finest, middle, coarsest)."""
+    """Widths of one advMSFC model; ``in_channels`` are the split tensors' (finest, middle, coarsest).
+
+    ``fusion`` = ``conv``: the paper's MSFF/MSFR (strided convolutions, squeeze-and-excitation,
+    pixel-shuffle upsampling; ``msff_widths`` and ``msfr_widths`` are their working widths).
+    ``fusion`` = ``linear``: every scale is rearranged onto the coarsest grid (space to depth:
+    a finest cell becomes 16 channels of a coarsest cell, a middle one 4), and one 1x1 linear
+    projection, initialised from the principal components of real features (as the PCA feature
+    reduction of the MPEG test model), makes the code; the decoder projects back and rearranges
+    (depth to space), then ``msfr_widths`` > 0 adds a residual 3x3 refinement per scale.
+    """
 
     in_channels: tuple[int, int, int]
     fused_channels: int
-    msff_widths: tuple[int, int]
-    msfr_widths: tuple[int, int, int]
+    msff_widths: tuple[int, int] = (0, 0)
+    msfr_widths: tuple[int, int, int] = (0, 0, 0)
     se_reduction: int = 16
+    fusion: str = "conv"
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise MSFCConfigError(f"unknown advMSFC fusion '{self.fusion}' ({' or '.join(FUSIONS)})")
+        if self.fusion == "conv" and (0 in self.msff_widths or 0 in self.msfr_widths):
+            raise MSFCConfigError("the conv fusion needs msff_widths and msfr_widths")
+        if self.fusion == "linear" and self.fused_channels > self.stacked_channels:
+            raise MSFCConfigError(f"a linear code of {self.fused_channels} channels exceeds the "
+                                  f"{self.stacked_channels} stacked channels it projects")
+
+    @property
+    def stacked_channels(self) -> int:
+        """Channels per coarsest cell once every scale is on the coarsest grid (space to depth)."""
+        c8, c16, c32 = self.in_channels
+        return 16 * c8 + 4 * c16 + c32
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if self.fusion == "conv":  # the identifiers of models made before the linear fusion stay as they were
+            del d["fusion"]
+        else:
+            del d["msff_widths"], d["se_reduction"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> MSFCArch:
@@ -49,9 +82,10 @@ class MSFCArch:
             return cls(
                 in_channels=tuple(int(v) for v in d["in_channels"]),
                 fused_channels=int(d["fused_channels"]),
-                msff_widths=tuple(int(v) for v in d["msff_widths"]),
-                msfr_widths=tuple(int(v) for v in d["msfr_widths"]),
+                msff_widths=tuple(int(v) for v in d.get("msff_widths", (0, 0))),
+                msfr_widths=tuple(int(v) for v in d.get("msfr_widths", (0, 0, 0))),
                 se_reduction=int(d.get("se_reduction", 16)),
+                fusion=str(d.get("fusion", "conv")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MSFCConfigError(f"invalid advMSFC architecture ({exc})") from None
@@ -83,7 +117,8 @@ def arch_for_split(split: str, path=None, split_shapes: Sequence[tuple[int, int,
     """The architecture in ``cfg/advmsfc.toml`` (or ``path``) for a split point of a network.
 
     Each entry names the network it is for by ``in_channels`` (finest, middle, coarsest); an entry
-    without them is for JDE-1088x608. The fused code has the coarsest tensor's channel count.
+    without them is for JDE-1088x608. A ``conv`` code has the coarsest tensor's channel count (the
+    paper's); a ``linear`` code any width up to the stacked channels.
     """
     sp = get_split(split)
     channels = in_channels_for(sp.name, split_shapes)
@@ -94,7 +129,7 @@ def arch_for_split(split: str, path=None, split_shapes: Sequence[tuple[int, int,
         if tuple(entry.get("in_channels", reference)) == channels:
             entry["in_channels"] = list(channels)
             arch = MSFCArch.from_dict(entry)
-            if arch.fused_channels != channels[2]:
+            if arch.fusion == "conv" and arch.fused_channels != channels[2]:
                 raise MSFCConfigError(f"{source}: [{sp.name}] fused_channels must be {channels[2]} for this network")
             return arch
     raise MSFCConfigError(
@@ -183,6 +218,53 @@ class MSFR(nn.Module):
         return self.out8(h8), x16, x32
 
 
+class LinearFusion(nn.Module):
+    """(finest, middle, coarsest) standardised tensors -> space to depth -> linear 1x1 projection."""
+
+    def __init__(self, arch: MSFCArch):
+        super().__init__()
+        self.project = nn.Conv2d(arch.stacked_channels, arch.fused_channels, 1)
+
+    @staticmethod
+    def stack(x8, x16, x32) -> torch.Tensor:
+        return torch.cat([F.pixel_unshuffle(x8, 4), F.pixel_unshuffle(x16, 2), x32], 1)
+
+    def forward(self, x8, x16, x32):
+        return self.project(self.stack(x8, x16, x32))
+
+
+class Refine(nn.Module):
+    """x + a small 3x3 residual correction (its last conv starts at zero: the identity)."""
+
+    def __init__(self, c: int, width: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv(c, width, 3), _act(), _conv(width, c, 3))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class LinearReconstruction(nn.Module):
+    """code (truncated, zero-filled) -> linear 1x1 back-projection -> depth to space (+ refinement)."""
+
+    def __init__(self, arch: MSFCArch):
+        super().__init__()
+        self.channels = arch.in_channels
+        self.unproject = nn.Conv2d(arch.fused_channels, arch.stacked_channels, 1)
+        self.refine = nn.ModuleList(Refine(c, w) if w else nn.Identity()
+                                    for c, w in zip(arch.in_channels, arch.msfr_widths))
+
+    def forward(self, y):
+        c8, c16, _ = self.channels
+        z = self.unproject(y)
+        x8 = F.pixel_shuffle(z[:, : 16 * c8], 4)
+        x16 = F.pixel_shuffle(z[:, 16 * c8 : 16 * c8 + 4 * c16], 2)
+        x32 = z[:, 16 * c8 + 4 * c16 :]
+        return tuple(r(x) for r, x in zip(self.refine, (x8, x16, x32)))
+
+
 class AdvMSFC(nn.Module):
     """MSFF + MSFR with per-channel feature standardisation, in the split's tensor order."""
 
@@ -190,8 +272,10 @@ class AdvMSFC(nn.Module):
         super().__init__()
         self.arch = arch
         self.order = tuple(order)  # split positions of finest, middle, coarsest
-        self.msff = MSFF(arch)
-        self.msfr = MSFR(arch)
+        if arch.fusion == "linear":
+            self.msff, self.msfr = LinearFusion(arch), LinearReconstruction(arch)
+        else:
+            self.msff, self.msfr = MSFF(arch), MSFR(arch)
         for name, c in zip(("8", "16", "32"), arch.in_channels):
             self.register_buffer(f"mean{name}", torch.zeros(c))
             self.register_buffer(f"std{name}", torch.ones(c))

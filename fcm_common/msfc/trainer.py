@@ -23,13 +23,14 @@ from fcm_common.msfc.checkpoint import MSFCCheckpoint, load_checkpoint, save_che
 from fcm_common.msfc.networks import AdvMSFC, arch_for_split, scale_order
 from fcm_common.msfc.qact import QACTTable, load_qact
 from fcm_common.msfc.training import (
-    FeatureCache,
+    FeatureStore,
     FrameStream,
     TrainSettings,
     error_by_channels,
     feature_batches,
     learning_rate,
     measure_code_range,
+    init_linear_code,
     measure_statistics,
     train_step,
 )
@@ -47,8 +48,9 @@ class TrainRun:
     resume: bool = False
     arch_path: Path | None = None  # architecture TOML (default cfg/advmsfc.toml)
     qact_path: Path | None = None  # QACT table to record (default cfg/qact.toml)
-    cache_frames: int | None = None  # keep the features of this many frames in memory
-    cache_limit_bytes: int = 8 * 2**30
+    cache_frames: int | None = None  # train on the features of this many frames, computed once
+    cache_dir: Path | None = None  # where they are kept (memory-mapped; default OUTPUT.features/)
+    pca_frames: int = 256  # frames whose features initialise a linear model's code
 
 
 @dataclass
@@ -68,8 +70,12 @@ class TrainListener:
 
     def resumed(self, step: int) -> None: ...
 
-    def caching(self) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()
+    def caching(self, frames: int) -> contextlib.AbstractContextManager:
+        """While features of ``frames`` frames are computed; the context's value is called per frame."""
+        return contextlib.nullcontext(lambda n: None)
+
+    def code_initialised(self, explained: float) -> None:
+        """A linear code was set to the principal components; ``explained``: their share of the variance."""
 
     def training(self, start: int, steps: int) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
@@ -117,22 +123,36 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
         qact = load_qact(split, run.qact_path, arch.fused_channels)
         start = 0
 
+    heads_are_features = list(split.layers) == [jde.layer_inputs[y][0] for y in jde.yolo_layers]
     if run.cache_frames:
-        with listener.caching():
-            cache = FeatureCache.build(jde, [next(frames) for _ in range(run.cache_frames)], split, device,
-                                       run.cache_limit_bytes)
-        batches = cache.batches(settings.batch_size, generator)
+        folder = run.cache_dir or run.output.with_suffix(".features")
+        key = {"jde": jde.weights_id, "split": split.name, "sources": list(run.source_names), "frames": run.cache_frames,
+               "seed": settings.seed, "input": [jde.input_width, jde.input_height]}
+        if not FeatureStore.matches(folder, key):
+            with listener.caching(run.cache_frames) as advance:
+                FeatureStore.build(folder, key, jde, frames, run.cache_frames, split.name, device,
+                                   with_heads=not heads_are_features, progress=advance)
+        store = FeatureStore(folder)
+        plain = (f for f, _ in store.batches(settings.batch_size, generator, device))
+        batches = store.batches(settings.batch_size, generator, device, settings.crop, split.coarsest)
     else:
-        batches = feature_batches(jde, frames, split, settings.batch_size, device)
+        plain = feature_batches(jde, frames, split, settings.batch_size, device)
+        batches = ((f, None) for f in plain)
 
     if ckpt is None:
-        means, stds = measure_statistics(batches, model.order, max(settings.stats_frames // settings.batch_size, 1))
+        means, stds = measure_statistics(plain, model.order, max(settings.stats_frames // settings.batch_size, 1))
         model.set_statistics([m.to(device) for m in means], [s.to(device) for s in stds])
+        if model.arch.fusion == "linear":
+            explained = init_linear_code(model, plain, max(run.pca_frames // settings.batch_size, 1))
+            listener.code_initialised(float(explained[model.fused_channels - 1]))
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     if ckpt is not None and ckpt.optimizer_state:
         optimizer.load_state_dict(ckpt.optimizer_state)
-    heads_fn = (lambda feats: jde.forward_heads(feats, split)) if settings.task_weight else None
+    needs_heads = settings.task_weight or settings.output_weight
+    heads_fn = None
+    if needs_heads:
+        heads_fn = (lambda feats: list(feats)) if heads_are_features else (lambda feats: jde.forward_heads(feats, split))
 
     def checkpoint(step: int, code_range=None) -> None:
         model.eval()
@@ -151,7 +171,8 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
             for step in range(start, settings.steps):
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, settings)
-                losses.append(train_step(model, next(batches), optimizer, generator, settings, heads_fn))
+                feats, heads = next(batches)
+                losses.append(train_step(model, feats, optimizer, generator, settings, heads_fn, heads))
                 listener.step(_recent(losses))
                 if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
                     checkpoint(step + 1)
