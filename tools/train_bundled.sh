@@ -3,73 +3,100 @@
 # Seeded and resumable: re-running a stopped step continues it (pass --resume by hand), and a
 # finished run re-run from scratch on the same machine and torch build gives the same weights.
 #
-#   tools/train_bundled.sh jde            # JDE-576x320-fcm  -> cfg/weights/jde_576x320_fcm.pt
+#   tools/train_bundled.sh jde-data       # prepared training data: runs/data/{base,gifs,extra} (teacher labels)
+#   tools/train_bundled.sh jde            # JDE-576x320-fcm v2 -> cfg/weights/jde_576x320_fcm.pt
 #   tools/train_bundled.sh msfc SPLIT     # advMSFC for SPLIT -> cfg/weights/advmsfc_576x320_SPLIT.pt
 #   tools/train_bundled.sh qact SPLIT     # its QACT table (fcm-calibrate), recorded in that file
 #
-# Needs the shared data (DATA, default ../shared/data) and `pip install -e ".[train]"`.
+# Needs the shared data (DATA, default ../shared/data), the extra public footage (FOOTAGE, default
+# ../footage: where docs/models.md says it comes from) and `pip install -e ".[train]"`.
+# One training at a time, each on one thread: two torch jobs on 2 cores slow each other down many
+# times over (measured: 2.7 s/step alone with 2 threads, 11-13 s/step beside another job; 1.3 s/step
+# on one thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${DATA:-../shared/data}
+F=${FOOTAGE:-../footage}
 BIN=${BIN:-.venv/bin}
 RUNS=${RUNS:-runs}
-what=${1:?usage: tools/train_bundled.sh jde | msfc SPLIT | qact SPLIT}
+what=${1:?usage: tools/train_bundled.sh jde-data | jde | msfc SPLIT | qact SPLIT}
 shift
+TEACHERS=(--teacher-detector "$D/teachers/yolox_nano_coco.onnx" --teacher-embedder "$D/teachers/osnet_x0_25_msmt17.onnx")
 
 case "$what" in
+jde-data)
+  # PETS09-S2L1 1..550 (ground truth) + every 5th frame of the CC-BY clip (teacher labels)
+  "$BIN/fcm-train-jde" "$D/PETS09-S2L1:1-550" --teacher-video "$D/clips/one-by-one-person-detection.mp4" \
+    "${TEACHERS[@]}" --prepare "$RUNS/data/base" --label-cache "$RUNS/data/labels" --threads 2
+  # five of the seven CC-BY preview GIFs, every 2nd frame (the other two: the teacher finds none of
+  # their small people, which would then be taught as background)
+  G="$D/clips/intel-previews"
+  "$BIN/fcm-train-jde" --teacher-video "$G/classroom.gif" --teacher-video "$G/face-demographics-walking-and-pause.gif" \
+    --teacher-video "$G/face-demographics-walking.gif" --teacher-video "$G/store-aisle-detection.gif" \
+    --teacher-video "$G/worker-zone-detection.gif" --teacher-step 2 "${TEACHERS[@]}" \
+    --prepare "$RUNS/data/gifs" --label-cache "$RUNS/data/labels"
+  # public footage (docs/models.md): MOT17-11/13 first frames with ground truth, LLVIP night streets and
+  # a nuScenes street clip with teacher labels, scaled to 960 px; the MOT17 folders hold only their
+  # first frames, so their seqinfo.ini is given the frames they have
+  mkdir -p "$RUNS/data/footage"
+  for s in MOT17-11-FRCNN MOT17-13-FRCNN; do
+    rm -rf "$RUNS/data/footage/$s" && cp -r "$F/mot17_11_13_boxmot_mini/$s" "$RUNS/data/footage/"
+    sed -i "s/^seqLength=.*/seqLength=$(ls "$RUNS/data/footage/$s/img1" | wc -l)/" "$RUNS/data/footage/$s/seqinfo.ini"
+  done
+  "$BIN/fcm-train-jde" "$RUNS/data/footage/MOT17-11-FRCNN" "$RUNS/data/footage/MOT17-13-FRCNN" \
+    --teacher-video "$F/llvip_night/Train_LLVIP_vi" --teacher-video "$F/llvip_night/Test_LLVIP_vi" \
+    --teacher-video "$F/nuscenes_centertrack/nuscenes_mini.mp4" --teacher-step 1 "${TEACHERS[@]}" \
+    --prepare "$RUNS/data/extra" --prepare-max-side 960 --label-cache "$RUNS/data/labels"
+  ;;
 jde)
-  mkdir -p "$RUNS/jde576"
-  "$BIN/fcm-train-jde" "$D/PETS09-S2L1:1-550" \
-    --teacher-video "$D/clips/one-by-one-person-detection.mp4" --teacher-step 5 --teacher-score 0.5 \
-    --teacher-detector "$D/teachers/yolox_nano_coco.onnx" --teacher-embedder "$D/teachers/osnet_x0_25_msmt17.onnx" \
+  # v2: v1 (the network shipped until commit eec4b8f, trained on PETS09-S2L1 1..550 and the clip:
+  # that commit's tools/train_bundled.sh) fine-tuned on all the prepared data with the wide augmentation
+  mkdir -p "$RUNS/jde_ft"
+  [ -f "$RUNS/jde576_v1.pt" ] || git show eec4b8f:cfg/weights/jde_576x320_fcm.pt > "$RUNS/jde576_v1.pt"
+  "$BIN/fcm-train-jde" "$RUNS/data/base" "$RUNS/data/gifs" "$RUNS/data/extra" --init "$RUNS/jde576_v1.pt" \
     --val samples/PETS09-S2L1-551-650 --val-every 500 \
-    --steps 5000 --batch-size 8 --optimizer adamw --lr 2e-3 --warmup 300 --weight-decay 5e-4 \
-    --checkpoint-every 250 --seed 0 --threads 2 --device cpu \
-    -o "$RUNS/jde576/jde576.pt" --export cfg/weights/jde_576x320_fcm.pt "$@"
+    --steps 2500 --batch-size 8 --optimizer adamw --lr 5e-4 --warmup 100 --weight-decay 5e-4 --jitter wide \
+    --checkpoint-every 100 --seed 0 --threads 1 --device cpu \
+    -o "$RUNS/jde_ft/jde.pt" --export cfg/weights/jde_576x320_fcm.pt "$@"
   ;;
 msfc)
   split=${1:?usage: tools/train_bundled.sh msfc dn53|alt1|backbone}
   shift
   mkdir -p "$RUNS/msfc"
-  # the bundled JDE's training frames only (PETS09-S2L1 1..550 and the unlabelled clip); JDE = the bundled one.
-  # Stage 1: 3000 steps of reconstruction only. Stage 2: 1000 more steps with the task term (the error
-  # of JDE's prediction-head inputs), which the detector needs: reconstruction alone left MOTA near 0.
-  # Run one training at a time: two torch jobs on 2 cores slow each other down many times over.
-  common=("$D/PETS09-S2L1:1-550" "$D/clips/one-by-one-person-detection.mp4" --split "$split" --batch-size 8
-          --lr 5e-4 --quant-noise --cache-features --cache-frames 1200 --seed 0 --device cpu
-          -o "$RUNS/msfc/advmsfc_$split.pt")
-  "$BIN/fcm-train" "${common[@]}" --steps 3000 --checkpoint-every 250 "$@"
-  "$BIN/fcm-train" "${common[@]}" --steps 4000 --checkpoint-every 100 --task-weight 1.0 --resume \
-    --export "cfg/weights/advmsfc_576x320_$split.pt" "$@"
-  if [ "$split" = backbone ]; then
-    # Stage 3 (backbone only): 2000 more steps with task weight 4. No coding, all channels, first
-    # 50 sample frames: MOTA 0.401 -> 0.417 (152 channels), 0.351 -> 0.421 (54), 0.189 -> 0.281 (18).
-    "$BIN/fcm-train" "${common[@]}" --steps 6000 --checkpoint-every 250 --task-weight 4.0 --resume \
-      --export "cfg/weights/advmsfc_576x320_$split.pt" "$@"
-  fi
+  # The bundled JDE's training frames except PETS09-S2L1 501..550 (kept for QACT), the clip and the GIFs;
+  # the architecture of cfg/advmsfc.toml (linear code, PCA start). One stage: the output term (what the
+  # decoder and the tracker read), a little feature reconstruction, SLS, through the codec proxy at QP 7..37.
+  crop=()
+  [ "$split" = backbone ] && crop=(--crop 6x10)
+  G="$D/clips/intel-previews"
+  torch1=(env OMP_NUM_THREADS=1)
+  "${torch1[@]}" "$BIN/fcm-train" "$D/PETS09-S2L1:1-500" "$D/clips/one-by-one-person-detection.mp4" \
+    "$G/classroom.gif" "$G/store-aisle-detection.gif" "$G/worker-zone-detection.gif" \
+    --split "$split" --batch-size 8 --lr 1e-4 --steps "${MSFC_STEPS:-2000}" --output-weight 1 --feature-weight 0.1 \
+    --codec-qp 7-37 "${crop[@]}" --cache-features --cache-frames 600 --checkpoint-every 250 --seed 0 --device cpu \
+    -o "$RUNS/msfc/advmsfc_$split.pt" --export "cfg/weights/advmsfc_576x320_$split.pt" "$@"
   # then its QACT table: tools/train_bundled.sh qact SPLIT
   ;;
 qact)
   split=${1:?usage: tools/train_bundled.sh qact dn53|alt1|backbone}
   shift
-  # QACT table of a bundled advMSFC model, measured on PETS09-S2L1 501..550 (training frames of the
-  # JDE, not the frames the study reports on) at the study's advMSFC QPs, and recorded in the model.
-  # candidate channel counts: the paper's proportions of the fused width (cfg/qact.toml), given
-  # explicitly because the model's own table is what this step replaces
+  # QACT table of a bundled advMSFC model, measured on PETS09-S2L1 501..550 (not in the advMSFC model's
+  # training frames, not the frames the study reports on) at the study's advMSFC QPs, VVenC medium (the
+  # default preset), recorded in the model.
   case "$split" in
-    dn53) ks=256,192,128,91,64,48 ;;
-    alt1) ks=128,64,48,32,24,16 ;;
-    backbone) ks=152,73,54,36,27,18 ;;
+    dn53) ks=384,256,192,128,96,64,32 ;;
+    alt1) ks=192,128,96,64,48,32,16 ;;
+    backbone) ks=256,192,128,96,64,32,16 ;;
     *) echo "error: unknown split '$split'" >&2; exit 2 ;;
   esac
   calib="$RUNS/calib/PETS09-S2L1-501-550"
   [ -d "$calib" ] || "$BIN/python" tools/make_excerpt.py "$D/PETS09-S2L1" 501 550 "$calib"
   "$BIN/fcm-calibrate" "$calib" --split "$split" --model "cfg/weights/advmsfc_576x320_$split.pt" \
-    --qps 2,7,12,17,22,27 --channels "$ks" --codec vvenc --preset faster --intra-period 32 --frames 40 --eval-mode mot \
-    -o "$RUNS/calib/qact_$split.toml" --record-in-model --device cpu "$@"
+    --qps "${QACT_QPS:-7,12,17,22,27,32}" --channels "$ks" --codec vvenc --preset medium --intra-period 32 --frames 50 \
+    --eval-mode mot -o "$RUNS/calib/qact_$split.toml" --record-in-model --device cpu "$@"
   ;;
 *)
-  echo "error: unknown target '$what' (jde, msfc SPLIT or qact SPLIT)" >&2
+  echo "error: unknown target '$what' (jde-data, jde, msfc SPLIT or qact SPLIT)" >&2
   exit 2
   ;;
 esac
