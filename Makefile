@@ -78,7 +78,7 @@ vtm:
 ctc:
 	@test -n "$(DATA)" || { echo "error: set DATA=/path/to/the/sequences" >&2; exit 1; }
 	$(VENV)/bin/fcm-ctc run --dataset $(DATASET) --method $(METHOD) --split $(SPLIT) --codec $(CODEC) \
-		--data $(DATA) --out $(OUT) $(if $(MODEL),--model $(MODEL),)
+		--data $(DATA) --output $(OUT) $(if $(MODEL),--model $(MODEL),)
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

@@ -9,6 +9,7 @@ import click
 from fcm_common.cli.options import codec_options, method_options, range_help, split_option
 from fcm_common.cli.support import (
     FcmCommand,
+    device_option,
     jde_cfg_option,
     open_network,
     print_table,
@@ -19,7 +20,7 @@ from fcm_common.cli.support import (
 )
 from fcm_common.coding.methods import check_method, method_for_encoding
 from fcm_common.core.atomic import check_writable, refuse_overwriting_inputs, write_bytes_atomic
-from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.device import resolve_device
 from fcm_common.data.sources import open_source
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 
@@ -42,9 +43,9 @@ from fcm_encoder.encoder import EncodeSettings, encode_sequence
               f"twice), per frame, the advmsfc model's code range, or given. Default: {range_help()}.")
 @click.option("--bit-depth", type=click.Choice(["10", "32"]), default="10", show_default=True,
               help="10: quantised samples; 32: float32 samples, unquantised (lossless codec only).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Frames per NN batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Frames per network batch (more: faster on a GPU, same stream).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Inner encoder threads (0: automatic).")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@device_option
 def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg, output, max_frames, fps, intra_period,
          range_text, bit_depth, batch_size, threads, device):
     """Encode the JDE features of INPUT (video, MOTChallenge sequence folder or image folder)."""

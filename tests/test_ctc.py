@@ -74,7 +74,7 @@ def tiny(tmp_path):
 
 def _args(tiny, small_cfg):
     return ["run", "--dataset", tiny / "tiny.toml", "--data", tiny / "data", "--method", "anchor", "--codec", "vvenc",
-            "--preset", "faster", "--weights", "random", "--jde-cfg", small_cfg, "--out", tiny / "runs",
+            "--preset", "faster", "--weights", "random", "--jde-cfg", small_cfg, "--output", tiny / "runs",
             "--workers", "1", "--device", "cpu"]
 
 
