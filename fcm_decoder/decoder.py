@@ -10,6 +10,7 @@ a damaged payload or a re-signed header never produces an output file.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,15 +91,16 @@ def decoded_frames(codec: InnerCodec, header: bitstream.StreamHeader, payload: b
     frames = iter(codec.decode(payload, header.coded_width, header.coded_height, header.num_frames, workdir,
                                header.sample_bits))
     index = 0
-    while True:
-        with timer.stage("decode"):
-            frame = next(frames, None)
-        if frame is None:
-            break
-        check_decoded_frame(frame, header.sample_bits, index)
-        index += 1
-        bitstream.hash_frame(digest, frame)
-        yield frame
+    with contextlib.closing(frames):
+        while True:
+            with timer.stage("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                break
+            check_decoded_frame(frame, header.sample_bits, index)
+            index += 1
+            bitstream.hash_frame(digest, frame)
+            yield frame
     if bitstream.digest16(digest) != header.recon_hash:
         raise FcmError(
             "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
@@ -137,8 +139,10 @@ def decode_stream(
     timer = StageTimer(device)
     saved: list[list[np.ndarray]] = []
 
-    with tempfile.TemporaryDirectory(prefix="fcm-dec-") as tmp, torch.inference_mode():
-        for index, frame in enumerate(decoded_frames(codec, header, payload, Path(tmp), timer)):
+    with tempfile.TemporaryDirectory(prefix="fcm-dec-") as tmp, torch.inference_mode(), \
+            contextlib.closing(decoded_frames(codec, header, payload, Path(tmp), timer)) as frames:
+        # closing: on any error the inner decoder (an ffmpeg process) is stopped before the folder goes
+        for index, frame in enumerate(frames):
             with timer.stage("unpack_dequantise"):
                 coded = [t[None] for t in frame_to_tensors(frame, fmt, *header.range_of(index), device=device)]
             with timer.stage("nn_part2"):

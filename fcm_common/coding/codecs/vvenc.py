@@ -126,10 +126,13 @@ class VVencSession(FrameEncoder):
         return command_failure("vvenc encoding", self.cmd, self.log.read_text(errors="replace"), self.proc.poll())
 
     def write(self, frame: np.ndarray) -> None:
-        data = check_frame(frame, self.width, self.height).tobytes()
+        # One write per picture, luma and chroma together. Written in two, a process stopped between
+        # them (Ctrl-C, SIGTERM, a kill) left ffmpeg a luma plane without its chroma: it logged "Invalid
+        # buffer size, packet size 7168 < expected frame_size 10752" (a 64x56 picture) and still
+        # finished the stream, exit status 0, into the temporary folder of a process that was gone.
+        data = check_frame(frame, self.width, self.height).tobytes() + self.chroma
         try:
             self.proc.stdin.write(data)
-            self.proc.stdin.write(self.chroma)
         except BrokenPipeError:
             self.proc.wait()
             raise self._failure() from None
@@ -148,9 +151,16 @@ class VVencSession(FrameEncoder):
         return payload
 
     def abort(self) -> None:
+        """Kill ffmpeg *before* its input is closed: it never sees the end of a partial picture, and
+        it is gone before the caller removes the temporary folder it writes in."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:  # a broken pipe: the process is gone anyway
+                pass
         self.log_fh.close()
 
 
