@@ -8,14 +8,22 @@ import click
 import numpy as np
 
 from fcm_common.cli.options import decoder_options, method_decode_options
-from fcm_common.cli.report import eval_options, evaluate_and_print, prepare_ground_truth
-from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
+from fcm_common.cli.report import eval_options, evaluate_and_print, ground_truth_files, prepare_ground_truth
+from fcm_common.cli.support import (
+    FcmCommand,
+    device_option,
+    jde_cfg_option,
+    open_network,
+    print_table,
+    progress,
+    weights_option,
+)
 from fcm_common.core.atomic import atomic_path, check_writable, refuse_overwriting_inputs
-from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
 from fcm_common.data.mot_format import write_rows
 from fcm_common.evaluation.mot_metrics import SequenceResult
-from fcm_common.tracking.tracker import BUFFER_MODES
+from fcm_common.tracking.tracker import BUFFER_HELP, BUFFER_MODES
 from fcm_decoder.decoder import decode_stream, read_stream
 
 
@@ -29,8 +37,8 @@ from fcm_decoder.decoder import decode_stream, read_stream
 @eval_options()
 @click.option("--save-features", type=click.Path(path_type=Path), help="Write the reconstructed split tensors to an .npz file.")
 @decoder_options
-@click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True)
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True, help=BUFFER_HELP)
+@device_option
 def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval_mode, gt_layout, save_features, decoder,
          codec_options, buffer_mode, device):
     """Decode IN.bin, run JDE part 2 and the tracker, and write MOTChallenge tracks."""
@@ -73,6 +81,7 @@ def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval
     per_frame = {k: v / header.num_frames for k, v in report.seconds.items()}
     print_table("time per frame (s)", list(per_frame), [[v for v in per_frame.values()]])
     if target is not None:
-        return evaluate_and_print([SequenceResult(bitstream_path.stem, target, seq.rows, max_frame=header.num_frames)],
+        sequence = ground_truth_files(gt_path)[0]  # the metrics row names the sequence, not the .bin
+        return evaluate_and_print([SequenceResult(sequence, target, seq.rows, max_frame=header.num_frames)],
                                   tracks_file=output)
     return None

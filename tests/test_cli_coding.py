@@ -32,6 +32,7 @@ def test_decode_writes_tracks_and_evaluates(small_stream, small_sequence, small_
                      "--gt", small_sequence, "--save-features", feats, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "MOTA" in result.stdout and "OVERALL" in result.stdout
+    assert "SYN-02" in result.stdout.split("MOT metrics")[1]  # the row names the sequence, not the stream file
     read_rows(tracks)
     with np.load(feats) as npz:
         assert sorted(npz.files) == ["layer_36", "layer_61", "layer_74"]
