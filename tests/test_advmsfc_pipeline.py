@@ -16,6 +16,9 @@ from fcm_common.tracking.sequence import SequenceTracker
 from fcm_decoder.decoder import decode_stream
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 
+# every test here needs the module's trained model (20 s on 2 cores): make test runs them, make test-fast not
+pytestmark = pytest.mark.slow
+
 TINY_ARCH = """
 [dn53]
 fused_channels = 1024

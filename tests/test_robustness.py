@@ -168,6 +168,7 @@ def test_an_image_folder_with_two_frame_sizes_is_refused(small_cfg, tmp_path):
     assert not out.exists() and not stream.exists()
 
 
+@pytest.mark.slow
 def test_outputs_that_cannot_be_written_are_refused_before_the_work(small_sequence, small_cfg, tmp_path):
     """The report: '-o' into a read-only folder gave 'unexpected PermissionError' after the work;
     a tracks file stayed behind when --save-features could not be written."""
