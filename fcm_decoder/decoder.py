@@ -128,6 +128,9 @@ def decode_stream(
     ``options`` (with ``model_path`` and ``vtm_dir``) are the command-line options of the methods
     and codecs: each takes its own. Results are released only once the reconstruction hash matched.
     """
+    if header.version == 3:  # a segmented stream: ``payload`` is the whole stream
+        return _decode_segmented(header, payload, total_bytes, model, device, method, model_path, decoder, vtm_dir,
+                                 buffer_mode, keep_features, progress, **options)
     options = {"model_path": model_path, "vtm_dir": vtm_dir, "model_id": header.model_id, **options}
     check_network(header, model)
     method = method or method_for_decoding(header.method, device, **options)
@@ -162,3 +165,26 @@ def decode_stream(
         layers = SPLITS[header.split].layers
         features = {f"layer_{layer}": np.stack([s[i] for s in saved]) for i, layer in enumerate(layers)}
     return DecodeReport(header, total_bytes, dict(timer.seconds), tracker, features, method)
+
+
+def _decode_segmented(header, data, total_bytes, model, device, method, model_path, decoder, vtm_dir, buffer_mode,
+                      keep_features, progress, **options) -> DecodeReport:
+    """A stored version-3 stream, decoded in full; any loss is an error (the library's contract: results
+    only from a stream that decoded completely and matched its hashes)."""
+    from fcm_decoder.stream_decoder import decode_units
+
+    report = decode_units([data], model, device, method=method, model_path=model_path, decoder=decoder,
+                          vtm_dir=vtm_dir, buffer_mode=buffer_mode, keep_features=keep_features,
+                          on_frame=(lambda rows, number, latency: progress(1)) if progress else None, **options)
+    if report.mismatches:
+        raise FcmError(
+            "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
+            "the payload or the header is damaged, or the VVC decoder does not conform"
+        )
+    if not report.ok:
+        raise FcmError(f"the stream is damaged: {report.losses[0].describe()}")
+    features = None
+    if keep_features:
+        layers = SPLITS[header.split].layers
+        features = {f"layer_{layer}": np.stack([s[i] for s in report.features]) for i, layer in enumerate(layers)}
+    return DecodeReport(header, total_bytes, report.seconds, report.tracker, features, report.method)

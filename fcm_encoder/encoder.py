@@ -14,7 +14,10 @@ non-conforming decoder cannot go unnoticed.
 
 from __future__ import annotations
 
+import queue
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,16 +25,17 @@ from pathlib import Path
 
 import torch
 
-from fcm_common.coding import bitstream
+from fcm_common.coding import bitstream, segments
 from fcm_common.coding.codecs import CodecParams, InnerCodec, check_decoded_frame, make_codec
 from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
 from fcm_common.coding.methods import FeatureMethod
 from fcm_common.coding.packing import FrameLayout
 from fcm_common.coding.quantization import RangeSpec, float32_range, value_range, zero_level
 from fcm_common.coding.rate import kbps
+from fcm_common.coding.segments import FrameRecord
 from fcm_common.core.errors import FcmError
 from fcm_common.core.timing import StageTimer
-from fcm_common.data.sources import FrameSource
+from fcm_common.data.sources import FrameSource, SourceError
 from fcm_common.model.preprocess import network_inputs
 from fcm_common.model.splits import SplitPoint, get_split
 
@@ -52,6 +56,7 @@ class EncodeSettings:
     sample_bits: int = 10
     batch_size: int = 1
     threads: int = 0
+    segment: int | None = None  # frames per segment (at most the intra period); None: the intra period
 
     def __post_init__(self) -> None:
         self.split = get_split(self.split)
@@ -59,9 +64,14 @@ class EncodeSettings:
             self.codec = make_codec(self.codec)
         self.codec.check_qp(self.qp)
 
+    @property
+    def segment_length(self) -> int:
+        """Frames per segment: each segment is coded on its own, starting with an intra picture."""
+        return min(self.segment or self.intra_period, self.intra_period)
+
     def codec_params(self, fps: float) -> CodecParams:
         return CodecParams(
-            qp=self.qp, fps=fps, intra_period=self.intra_period, preset=self.preset, gop=self.gop,
+            qp=self.qp, fps=fps, intra_period=self.segment_length, preset=self.preset, gop=self.gop,
             threads=self.threads, sample_bits=self.sample_bits,
         )
 
@@ -78,6 +88,8 @@ class EncodeReport:
     ranges: list[tuple[float, float]]
     seconds: dict[str, float]
     chunked: bool = False
+    segments: int = 0
+    sink: object | None = None  # the StreamSink written to (its drop count, for live outputs)
 
     @property
     def kbps(self) -> float:
@@ -123,6 +135,7 @@ class _Pass:
     def __iter__(self):
         """(coded tensors of a batch (B, k, H, W) each, their letterbox geometry)."""
         model = self.model
+        self.source.capture_times.clear()
         for batch, boxes in network_inputs(self.source, model.input_width, model.input_height, self.settings.batch_size):
             with self.timer.stage("nn_part1"):
                 feats = model.forward_part1(batch.to(self.device), self.settings.split)
@@ -265,26 +278,202 @@ def encode_sequence(
     device: torch.device,
     progress: ProgressFn | None = None,
 ) -> tuple[bytes, EncodeReport]:
-    """Encode a frame source; returns the complete bitstream and a report."""
+    """Encode a frame source; returns the complete stream (version 3, as stored) and a report."""
+    from fcm_common.streaming.transport import BytesSink
+
+    sink = BytesSink()
+    report = encode_stream(source, model, method, settings, device, sink, progress)
+    return sink.getvalue(), report
+
+
+def encode_stream(
+    source: FrameSource,
+    model,
+    method: FeatureMethod,
+    settings: EncodeSettings,
+    device: torch.device,
+    sink,
+    progress: ProgressFn | None = None,
+) -> EncodeReport:
+    """Encode a frame source into ``sink`` (a :class:`~fcm_common.streaming.transport.StreamSink`), unit
+    by unit, as the frames come: the file ``fcm-encode`` writes and a live stream are made here, alike.
+
+    Two threads: this one reads frames, runs NN part 1 and the method, quantises and packs each frame
+    and writes it to the segment's inner encoder (which codes in a process of its own, so that the
+    network works on frame n+1 while the codec codes frame n); a collector thread takes each picture
+    the codec gives out and sends it as a picture unit, then closes each segment with its end unit
+    (the reconstruction hash: the segment decoded once more, as a decoder will)."""
     timer = StageTimer(device)
     reduced = _Pass(source, model, method, settings, device, timer)
     plan = plan_frames(reduced, progress)
+    frames_done = 0
     with tempfile.TemporaryDirectory(prefix="fcm-enc-") as tmp:
-        coded = code_frames(reduced, plan, Path(tmp), progress)
-        header = stream_header(source, model, method, settings, plan, coded)
-        with timer.stage("reconstruction_hash"):
-            header.recon_hash = reconstruction_hash(settings.codec, coded, header, Path(tmp))
-    data = bitstream.serialize(header, coded.payload)
-    report = EncodeReport(
-        frames=coded.frames,
-        fps=float(header.fps),
-        total_bytes=len(data),
-        header_bytes=header.header_size,
+        collector = _Collector(settings, plan, sink, Path(tmp), timer)
+        collector.start()
+        segment = None
+        source_error = None
+        try:
+            frames = packed_frames(reduced, plan, progress)
+            while True:
+                try:
+                    item = next(frames, None)
+                except SourceError as exc:
+                    if not sink.live:
+                        raise
+                    # a live source that breaks (stdin cut inside a frame): the frames read are sent as a
+                    # complete stream, then the error is reported
+                    source_error = exc
+                    item = None
+                if item is None:
+                    break
+                frame, lo_hi = item
+                capture = source.capture_times.popleft() if source.capture_times else time.time()
+                if segment is None or segment.frames == settings.segment_length:
+                    if segment is not None:
+                        segment.close()
+                    segment = collector.open_segment(source, model, method, settings, plan, frames_done, capture)
+                segment.write(frame, FrameRecord(capture, lo_hi if plan.fixed_range is None else None), timer)
+                frames_done += 1
+                collector.check()
+            if segment is not None:
+                segment.close()
+            collector.finish(frames_done)
+        except BaseException:
+            collector.abort()
+            raise
+    if source_error is not None:
+        raise source_error
+    if frames_done == 0:
+        raise FcmError(f"{source.path}: no frames to encode")
+    return EncodeReport(
+        frames=frames_done,
+        fps=float(Fraction(source.fps).limit_denominator(1001)),
+        total_bytes=collector.total_bytes,
+        header_bytes=collector.total_bytes - collector.payload_bytes,
         coded_width=plan.width,
         coded_height=plan.height,
         coded_channels=[k for k, _, _ in plan.coded_shapes],
-        ranges=header.ranges,
+        ranges=collector.ranges if plan.fixed_range is None else [plan.fixed_range],
         seconds=dict(timer.seconds),
-        chunked=coded.chunked,
+        segments=collector.segments,
+        sink=sink,
     )
-    return data, report
+
+
+class _Segment:
+    """One segment being coded: its header, its inner encoder, the records of the frames written."""
+
+    def __init__(self, header: segments.SegmentHeader, encoder, collector: _Collector):
+        self.header, self.encoder, self.collector = header, encoder, collector
+        self.records: list[FrameRecord] = []
+        self.frames = 0
+        self.closed = False
+
+    def write(self, frame, record: FrameRecord, timer: StageTimer) -> None:
+        self.records.append(record)  # before the frame: the collector reads it when the picture comes out
+        with timer.stage("encode"):
+            self.encoder.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.encoder.close()
+
+
+class _Collector(threading.Thread):
+    """Sends each segment's units in order: its header, its pictures as the codec gives them out, its
+    end with the reconstruction hash; the stream end after the last one."""
+
+    def __init__(self, settings: EncodeSettings, plan: FramePlan, sink, workdir: Path, timer: StageTimer):
+        super().__init__(daemon=True, name="fcm-encode-collector")
+        self.settings, self.plan, self.sink, self.workdir, self.timer = settings, plan, sink, workdir, timer
+        self.jobs: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.total_bytes = self.payload_bytes = 0
+        self.segments = 0
+        self.ranges: list[tuple[float, float]] = []
+        self.open: list[_Segment] = []
+
+    def open_segment(self, source, model, method, settings, plan, first_frame: int, base_time: float) -> _Segment:
+        params = bitstream.StreamHeader(
+            method=method.name, split=settings.split.name, codec=settings.codec.name, sample_bits=settings.sample_bits,
+            qp=settings.qp, gop=settings.gop, intra_period=settings.segment_length, orig_width=source.width,
+            orig_height=source.height, input_width=model.input_width, input_height=model.input_height, num_frames=1,
+            fps=Fraction(source.fps).limit_denominator(1001), coded_width=plan.width, coded_height=plan.height,
+            fused_channels=tuple(method.fused_channels(plan.split_shapes)), layout=plan.layout,
+            ranges=[] if plan.fixed_range is None else [plan.fixed_range], fill_level=plan.format.fill_level,
+            jde_id=bitstream.hex_id(model.weights_id), model_id=method.model_id,
+            per_frame_range=plan.fixed_range is None,
+        )
+        timestamps = self.sink.live or source.live or source.realtime  # a stored sequence: no times (same bytes every run)
+        header = segments.SegmentHeader(self.segments, first_frame, params, base_time if timestamps else 0.0,
+                                        timestamps=timestamps)
+        self.segments += 1
+        encoder = settings.codec.open_encoder(plan.width, plan.height, settings.codec_params(source.fps), self.workdir)
+        segment = _Segment(header, encoder, self)
+        self.open.append(segment)
+        self.jobs.put(segment)
+        return segment
+
+    def _send(self, data: bytes, payload: int = 0, segment_start: bool = False, frames: int = 0) -> None:
+        self.sink.write(data, segment_start=segment_start, frames=frames)
+        self.total_bytes += len(data)
+        self.payload_bytes += payload
+
+    def run(self) -> None:
+        try:
+            while True:
+                job = self.jobs.get()
+                if job is None or isinstance(job, int):
+                    if isinstance(job, int):
+                        self._send(segments.stream_end_unit(job, self.segments))
+                    return
+                self._segment(job)
+        except BaseException as exc:  # noqa: BLE001 - handed to the encoding thread
+            self.error = exc
+
+    def _segment(self, segment: _Segment) -> None:
+        header = segment.header
+        self._send(segments.segment_unit(header), segment_start=True)
+        payload, taken, sent = bytearray(), 0, 0
+        for data, pictures in segment.encoder.pictures():
+            taken += pictures
+            payload += data
+            if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment
+                self._picture(header, segment.records[sent:taken], bytes(payload[-len(data):]) if data else b"")
+                sent = taken
+        if not self.sink.live or sent < taken or not taken:
+            self._picture(header, segment.records[sent:taken], bytes(payload) if not self.sink.live else b"")
+        with self.timer.stage("reconstruction_hash"):
+            digest = segments.segment_hash(header)
+            frames = self.settings.codec.decode(bytes(payload), self.plan.width, self.plan.height, taken, self.workdir,
+                                                self.settings.sample_bits)
+            for index, frame in enumerate(frames):
+                check_decoded_frame(frame, self.settings.sample_bits, header.first_frame + index)
+                segments.hash_range(digest, segment.records[index])
+                bitstream.hash_frame(digest, frame)
+        self._send(segments.segment_end_unit(header.index, taken, bitstream.digest16(digest)))
+        self.open.remove(segment)
+
+    def _picture(self, header, records, data: bytes) -> None:
+        if header.per_frame_range:
+            self.ranges.extend(r.range for r in records)
+        self._send(segments.picture_unit(header, records, data), payload=len(data), frames=len(records))
+
+    def check(self) -> None:
+        """Raise the collector's error in the encoding thread."""
+        if self.error is not None:
+            raise self.error
+
+    def finish(self, frames: int) -> None:
+        self.jobs.put(frames)
+        while self.is_alive():
+            self.join(timeout=0.1)
+        self.check()
+
+    def abort(self) -> None:
+        for segment in list(self.open):
+            segment.encoder.abort()
+        self.jobs.put(None)
+        self.join(timeout=10)

@@ -56,7 +56,7 @@ def prepare_ground_truth(path: Path, mode: str, layout: str, seqinfo: Path | Non
     return prepare(gt, mode, seqinfo or found, layout)
 
 
-def evaluate_and_print(items: Sequence[SequenceResult], tracks_file: Path | None = None) -> pd.DataFrame:
+def evaluate_and_print(items: Sequence[SequenceResult], tracks_file: Path | None = None, console=None) -> pd.DataFrame:
     """Score ``items`` and print the table; a failure says that ``tracks_file`` is complete."""
     try:
         summary = evaluate(items)
@@ -69,6 +69,7 @@ def evaluate_and_print(items: Sequence[SequenceResult], tracks_file: Path | None
         f"MOT metrics ({'/'.join(modes)} rules, motmetrics)",
         ["sequence", *PRINTED],
         [[name, *(_cell(summary.loc[name, col], col) for col in PRINTED)] for name in summary.index],
+        console=console,
     )
     return summary
 

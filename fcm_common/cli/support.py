@@ -25,6 +25,8 @@ from fcm_common.core.errors import FcmError
 from fcm_common.model.bundled import BUNDLED_JDE_NAME, choose_network, load_network
 
 stderr_console = Console(stderr=True)
+if not stderr_console.is_terminal:  # tables on stderr (stdout carries a stream): as wide as stdout's
+    stderr_console = Console(stderr=True, highlight=False, width=160)
 stdout_console = Console(highlight=False)
 if not stdout_console.is_terminal:  # logs and pipes: do not squeeze tables into 80 columns
     stdout_console = Console(highlight=False, width=160)
@@ -201,14 +203,14 @@ def stage_progress(bar: Progress):
     return advance
 
 
-def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """A short result table on stdout."""
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], console: Console | None = None) -> None:
+    """A short result table on stdout (or on ``console``: stderr when stdout carries a stream)."""
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*(_fmt(v) for v in row))
-    stdout_console.print(table)
+    (console or stdout_console).print(table)
 
 
 def _fmt(value: object) -> str:
@@ -217,6 +219,20 @@ def _fmt(value: object) -> str:
             return "-"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
     return str(value)
+
+
+def warn(message: str) -> None:
+    """``warning: message`` on one line of stderr."""
+    text = " ".join(str(message).split())
+    stderr_console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
+
+
+def size_type(text: str) -> tuple[int, int]:
+    """``WxH`` -> (W, H)."""
+    w, sep, h = str(text).lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise click.BadParameter(f"'{text}' is not WxH (e.g. 640x480)")
+    return int(w), int(h)
 
 
 def weights_option(func):
