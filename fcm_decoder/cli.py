@@ -13,12 +13,13 @@ from fcm_common.cli.report import eval_options, evaluate_and_print, ground_truth
 from fcm_common.cli.support import (
     FcmCommand,
     device_option,
-    stderr_console,
-    warn,
     jde_cfg_option,
     open_network,
     print_table,
     progress,
+    require_network,
+    stderr_console,
+    warn,
     weights_option,
 )
 from fcm_common.core.atomic import atomic_path, check_writable, refuse_overwriting_inputs
@@ -108,7 +109,8 @@ def _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, outpu
         task = bar.add_task("decoding", total=None)
         report = decode_units(
             chunks, model, dev, decoder=decoder, buffer_mode=buffer_mode, keep_features=save_features is not None,
-            on_frame=on_frame, on_warning=warn, on_start=lambda params, method: None,
+            on_frame=on_frame, on_warning=warn,
+            check_params=lambda params: require_network(model, params, str(bitstream_path or listen)),
             **method_options, **codec_options,
         )
     seq = report.tracker

@@ -239,13 +239,15 @@ def decode_units(
     on_frame: Callable[[list, int, float | None], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     on_start: Callable[[bitstream.StreamHeader, FeatureMethod], None] | None = None,
+    check_params: Callable[[bitstream.StreamHeader], None] | None = None,
     **options,
 ) -> StreamReport:
     """Decode and track a version-3 stream given as byte pieces (see the module docstring).
 
     ``on_frame(rows, frame_number, latency)`` is called after each frame (its tracks, its 1-based
     number in the source, seconds since its capture or None); ``on_warning(text)`` for each loss;
-    ``on_start(params, method)`` once the first segment is set up (the network checked).
+    ``on_start(params, method)`` once the first segment is set up (the network checked);
+    ``check_params(params)`` first, with the first segment's parameters (a command's own checks).
     """
     report = StreamReport()
     warn = on_warning or (lambda text: None)
@@ -278,6 +280,8 @@ def decode_units(
                     raise job
                 header, p = job.header, job.header.params
                 if report.params is None:
+                    if check_params:
+                        check_params(p)
                     check_network(p, model)
                     method = method or method_for_decoding(p.method, device, model_path=model_path,
                                                            model_id=p.model_id, **codec_options)

@@ -11,15 +11,15 @@ from fcm_common.cli.options import codec_options, method_options, range_help, sp
 from fcm_common.cli.support import (
     FcmCommand,
     device_option,
-    size_type,
-    stderr_console,
-    warn,
     jde_cfg_option,
     open_network,
     print_table,
     progress,
+    size_type,
     stage_progress,
+    stderr_console,
     stdout_console,
+    warn,
     weights_option,
 )
 from fcm_common.coding.methods import check_method, method_for_encoding

@@ -265,9 +265,16 @@ def open_network(weights: str | None, jde_cfg: Path | None, device, header=None,
     if choice.weights is None:
         stderr_console.print("[yellow]warning:[/] random JDE weights: detections and tracks are meaningless")
     model = load_network(choice, device, jde_cfg)
-    if header is not None and choice.bundled and hex_id(model.weights_id) != header.jde_id:
+    model.bundled = choice.bundled
+    if header is not None:
+        require_network(model, header, what)
+    return model
+
+
+def require_network(model, header, what: str = "the bitstream") -> None:
+    """With the bundled JDE (no ``--weights``), a stream made with other weights names them."""
+    if getattr(model, "bundled", False) and hex_id(model.weights_id) != header.jde_id:
         raise FcmError(
             f"{what} was encoded with JDE weights {header.jde_id.hex()}, not the bundled {BUNDLED_JDE_NAME} "
             f"({hex_id(model.weights_id).hex()}): pass the encoder's --weights"
         )
-    return model

@@ -53,7 +53,7 @@ class FrameSource:
     first: int = 1  # 1-based number of the first frame yielded (a training range FIRST-LAST)
     realtime: bool = False  # pace the frames at the frame rate (a stand-in camera)
     # when each frame yielded was captured (seconds since the epoch), oldest first; readers pop them
-    capture_times: collections.deque = field(default_factory=collections.deque)
+    capture_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=4096))
     live: bool = False  # a camera, a URL or stdin: frames come as they are made, their number is unknown
 
     @property

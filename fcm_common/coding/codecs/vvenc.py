@@ -407,6 +407,7 @@ class VVCStreamDecoder(FrameDecoder):
                 if not self._put(np.frombuffer(data, dtype="<u2").reshape(self.height, self.width).astype(np.uint16)):
                     return
             returncode = self.proc.wait()
+            self.proc.stdout.close()
             self.log_fh.close()
             if returncode != 0 and not self._aborted.is_set():
                 raise command_failure("vvc decoding", self.cmd, self.log.read_text(errors="replace"), returncode)
