@@ -8,6 +8,7 @@
 #   make bench-e2e    fcm-encode / fcm-decode frames/s end to end with the bundled networks, by stage
 #   make bench-codec  VVenC presets against VTM low delay on real packed features: BD-rate on PSNR and MOTA
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
+#   make bench-stream live streaming: paced sample and clip through a pipe and TCP, capture-to-tracks latency
 #   make fuzz         mutated and forged bitstreams through the decoder (vvenc, lossless; anchor, advmsfc)
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
 #   make ctc DATASET=tvd METHOD=anchor SPLIT=dn53 CODEC=vtm DATA=/data OUT=runs [MODEL=...]
@@ -28,7 +29,7 @@ OUT     ?= runs
 MODEL   ?=
 SAMPLE  ?= samples/PETS09-S2L1-551-650
 
-.PHONY: install test test-fast demo bench bench-e2e rd fuzz bench-codec bench-msfc vtm ctc clean
+.PHONY: install test test-fast demo bench bench-e2e bench-stream rd fuzz bench-codec bench-msfc vtm ctc clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +77,10 @@ bench-codec:
 
 bench-msfc:
 	$(PY) benchmarks/bench_msfc.py --repeats 3
+
+STREAM_ARGS ?=
+bench-stream:
+	$(PY) benchmarks/bench_stream.py $(STREAM_ARGS)
 
 vtm:
 	tools/vtm_build.sh --prefix vtm
