@@ -133,14 +133,53 @@ class _Pass:
         self.source, self.model, self.method, self.settings, self.device, self.timer = source, model, method, settings, device, timer
 
     def __iter__(self):
-        """(coded tensors of a batch (B, k, H, W) each, their letterbox geometry)."""
+        """(coded tensors of a batch (B, k, H, W) each, their letterbox geometry). Frames are read and
+        letterboxed one batch ahead in a thread of their own (image decoding and resizing overlap the
+        network)."""
         model = self.model
         self.source.capture_times.clear()
-        for batch, boxes in network_inputs(self.source, model.input_width, model.input_height, self.settings.batch_size):
+        inputs = network_inputs(self.source, model.input_width, model.input_height, self.settings.batch_size)
+        for batch, boxes in _read_ahead(inputs):
             with self.timer.stage("nn_part1"):
                 feats = model.forward_part1(batch.to(self.device), self.settings.split)
                 coded = self.method.reduce(feats)
             yield coded, boxes
+
+
+def _read_ahead(items, depth: int = 2):
+    """``items`` produced by a thread, at most ``depth`` ahead; its exceptions are raised here."""
+    out: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(end)
+        except BaseException as exc:  # noqa: BLE001 - raised in the consumer
+            out.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="fcm-read-ahead")
+    thread.start()
+    try:
+        while (item := out.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        close = getattr(items, "close", None)
+        if close is not None and not thread.is_alive():
+            close()
 
 
 def measure_range(reduced: _Pass, progress: ProgressFn | None = None) -> tuple[float, float]:
