@@ -33,7 +33,7 @@ from fcm_encoder.encoder import EncodeSettings, encode_stream
 
 
 @click.command(name="fcm-encode", cls=FcmCommand)
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=str)  # a URL is not a path (no // folding)
 @click.option("--qp", type=click.IntRange(-12, 63), default=32, show_default=True, help="Inner codec QP.")
 @split_option(default="backbone", show_default=True, help="JDE split point.")
 @method_options(default="advmsfc")
@@ -68,8 +68,9 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
         parse_tcp(output)  # a malformed address is refused before any work
     live_input = is_live_input(input_path)
     if live_input:
-        source = open_live_source(str(input_path), size=size, fps=fps, max_frames=max_frames)
+        source = open_live_source(input_path, size=size, fps=fps, max_frames=max_frames)
     else:
+        input_path = Path(input_path)
         if size is not None:
             raise FcmError("--size is for raw frames on stdin (INPUT -) and cameras")
         source = open_source(input_path, fps=fps, max_frames=max_frames)

@@ -373,6 +373,8 @@ def encode_stream(
                     segment = collector.open_segment(source, model, method, settings, plan, frames_done, capture)
                 segment.write(frame, FrameRecord(capture, lo_hi if plan.fixed_range is None else None), timer)
                 frames_done += 1
+                if segment.frames == settings.segment_length - 1 and settings.segment_length > 1:
+                    collector.prepare_next(source)
                 collector.check()
             if segment is not None:
                 segment.close()
@@ -433,6 +435,12 @@ class _Collector(threading.Thread):
         self.segments = 0
         self.ranges: list[tuple[float, float]] = []
         self.open: list[_Segment] = []
+        self.spare = None  # the next segment's encoder, started ahead (its start-up overlaps this segment)
+
+    def prepare_next(self, source) -> None:
+        if self.spare is None:
+            self.spare = self.settings.codec.open_encoder(self.plan.width, self.plan.height,
+                                                          self.settings.codec_params(source.fps), self.workdir)
 
     def open_segment(self, source, model, method, settings, plan, first_frame: int, base_time: float) -> _Segment:
         params = bitstream.StreamHeader(
@@ -449,7 +457,9 @@ class _Collector(threading.Thread):
         header = segments.SegmentHeader(self.segments, first_frame, params, base_time if timestamps else 0.0,
                                         timestamps=timestamps)
         self.segments += 1
-        encoder = settings.codec.open_encoder(plan.width, plan.height, settings.codec_params(source.fps), self.workdir)
+        encoder, self.spare = self.spare, None
+        if encoder is None:
+            encoder = settings.codec.open_encoder(plan.width, plan.height, settings.codec_params(source.fps), self.workdir)
         segment = _Segment(header, encoder, self)
         self.open.append(segment)
         self.jobs.put(segment)
@@ -506,6 +516,9 @@ class _Collector(threading.Thread):
             raise self.error
 
     def finish(self, frames: int) -> None:
+        if self.spare is not None:  # started for a segment that never came
+            self.spare.abort()
+            self.spare = None
         self.jobs.put(frames)
         while self.is_alive():
             self.join(timeout=0.1)
@@ -514,5 +527,7 @@ class _Collector(threading.Thread):
     def abort(self) -> None:
         for segment in list(self.open):
             segment.encoder.abort()
+        if self.spare is not None:
+            self.spare.abort()
         self.jobs.put(None)
         self.join(timeout=10)

@@ -83,13 +83,16 @@ def test_a_stored_stream_is_segments_and_decodes_in_any_pieces(bundled, stream, 
     assert _rows(decode_units(pieces, bundled, CPU)) == _rows(reference)
 
 
-def _start(name: str, args: list, **kw) -> subprocess.Popen:
+def _start(name: str, args: list, tmpdir: Path | None = None, **kw) -> subprocess.Popen:
     script = Path(sys.executable).parent / name
     cmd = [str(script)] if script.exists() else [sys.executable, "-c", f"from {ENTRY_POINTS[name]} import main; main()"]
     env = {k: v for k, v in os.environ.items() if k != "FCM_JDE_WEIGHTS"}
+    if tmpdir is not None:  # a process the test kills leaves its temporary folder here, not in /tmp
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.Popen(cmd + [str(a) for a in args], env=env, **kw)
 
 
+@pytest.mark.slow  # processes and pacing: make test runs it
 def test_a_paced_pipe_gives_the_file_s_tracks_and_rows_before_the_encoder_ends(reference, tmp_path):
     enc = _start("fcm-encode", [SAMPLE, "--frames", FRAMES, "--realtime", *CODING, "-o", "-"],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -194,11 +197,12 @@ def test_a_connection_that_drops_loses_one_segment_and_the_encoder_reconnects(bu
     assert decoded.frames >= 8  # one or two segments lost, the rest decoded
 
 
+@pytest.mark.slow  # processes and pacing: make test runs it
 def test_a_killed_decoder_and_a_restarted_one_pick_up_the_stream(tmp_path):
     port = _free_port()
     url = f"tcp://127.0.0.1:{port}"
-    first = _start("fcm-decode", ["--listen", url, "-o", "-", "--device", "cpu"], stdout=subprocess.PIPE,
-                   stderr=subprocess.PIPE, text=True)
+    first = _start("fcm-decode", ["--listen", url, "-o", "-", "--device", "cpu"], tmpdir=tmp_path,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)  # listening (torch imported, network loaded)
     enc = _start("fcm-encode", [SAMPLE, "--frames", 40, "--realtime", *CODING, "-o", url], stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE, text=True)
@@ -216,6 +220,7 @@ def test_a_killed_decoder_and_a_restarted_one_pick_up_the_stream(tmp_path):
     assert "reconnected" in enc.stderr.read() if enc.stderr else True
 
 
+@pytest.mark.slow  # processes and pacing: make test runs it
 def test_stdin_frames_ending_inside_a_frame_send_the_frames_read_then_fail(small_cfg, tmp_path):
     width, height = 64, 48
     rng = np.random.default_rng(0)
@@ -247,3 +252,31 @@ def test_bad_live_inputs_are_one_line_errors(small_sequence, small_cfg, tmp_path
     out = tmp_path / "t.txt"
     assert_one_line_error(run_in_process("fcm-decode", junk, "-o", out, *base), "damaged stream")
     assert not out.exists()
+
+
+def test_a_url_is_read_through_ffmpeg(small_cfg, tmp_path):
+    """http:// (as rtsp://, udp://, ...): the frames come from ffmpeg as they arrive (a streamable
+    container: the test server cannot seek, as a live stream cannot)."""
+    import functools
+    import http.server
+
+    from fcm_common.data.sources import open_live_source
+    from fcm_common.data.synthetic import write_video
+
+    write_video(tmp_path / "clip.mkv", num_frames=6, width=160, height=96, fps=10, seed=4)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.mkv"
+        source = open_live_source(url, max_frames=4)
+        assert source.live and (source.width, source.height) == (160, 96) and source.fps == 10
+        frames = list(source.frames())
+        assert len(frames) == 4 and frames[0].shape == (96, 160, 3) and len(source.capture_times) == 4
+        result = run_in_process("fcm-encode", url, "--frames", "3", "--weights", "random", "--jde-cfg", small_cfg,
+                                "--method", "anchor", "--split", "alt1", "--codec", "lossless", "-o",
+                                tmp_path / "u.bin", "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+        assert bitstream.parse((tmp_path / "u.bin").read_bytes())[0].num_frames == 3
+    finally:
+        server.shutdown()

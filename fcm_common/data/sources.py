@@ -190,7 +190,6 @@ def open_live_source(spec: str, size: tuple[int, int] | None = None, fps: float 
             params += ["-framerate", f"{fps:g}"]
     elif text.startswith("rtsp"):
         params = ["-rtsp_transport", "tcp"]
-    params += ["-fflags", "nobuffer"]
     try:
         reader = imageio_ffmpeg.read_frames(text, pix_fmt="rgb24", input_params=params)
         meta = next(reader)

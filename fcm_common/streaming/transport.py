@@ -267,7 +267,8 @@ class TcpSink(_QueuedSink):
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_WR)
-                self.sock.recv(1)  # wait until the server has read everything and closed
+                self.sock.settimeout(10)
+                self.sock.recv(1)  # wait (a little) until the server has read everything and closed
             self.sock.close()
 
     def abort(self) -> None:
