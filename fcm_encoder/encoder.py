@@ -422,6 +422,10 @@ class _Segment:
             self.encoder.close()
 
 
+class _Aborted(Exception):
+    """The encoding stopped: the collector sends nothing more."""
+
+
 class _Collector(threading.Thread):
     """Sends each segment's units in order: its header, its pictures as the codec gives them out, its
     end with the reconstruction hash; the stream end after the last one."""
@@ -436,6 +440,7 @@ class _Collector(threading.Thread):
         self.ranges: list[tuple[float, float]] = []
         self.open: list[_Segment] = []
         self.spare = None  # the next segment's encoder, started ahead (its start-up overlaps this segment)
+        self.aborted = False
 
     def prepare_next(self, source) -> None:
         if self.spare is None:
@@ -466,6 +471,8 @@ class _Collector(threading.Thread):
         return segment
 
     def _send(self, data: bytes, payload: int = 0, segment_start: bool = False, frames: int = 0) -> None:
+        if self.aborted:
+            raise _Aborted()
         self.sink.write(data, segment_start=segment_start, frames=frames)
         self.total_bytes += len(data)
         self.payload_bytes += payload
@@ -479,6 +486,8 @@ class _Collector(threading.Thread):
                         self._send(segments.stream_end_unit(job, self.segments))
                     return
                 self._segment(job)
+        except _Aborted:
+            return
         except BaseException as exc:  # noqa: BLE001 - handed to the encoding thread
             self.error = exc
 
@@ -525,6 +534,7 @@ class _Collector(threading.Thread):
         self.check()
 
     def abort(self) -> None:
+        self.aborted = True  # nothing more is sent
         for segment in list(self.open):
             segment.encoder.abort()
         if self.spare is not None:

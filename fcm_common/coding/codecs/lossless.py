@@ -46,6 +46,11 @@ class _ZlibEncoder(FrameEncoder):
         while (item := self.out.get()) is not None:
             yield item
 
+    def abort(self) -> None:
+        if not self.done:
+            self.done = True
+            self.out.put(None)  # a reader of pictures() ends
+
     def finish(self) -> bytes:
         self.close()
         return b"".join(data for data, _ in self.pictures())
