@@ -173,7 +173,7 @@ def test_a_short_training_run_lowers_the_loss(tiny_cfg_text):
     torch.manual_seed(0)
     settings = JDETrainSettings(steps=40, batch_size=4, lr=3e-3, warmup=2, jitter=vars(Jitter.none()) | {"flip": 0.0})
     trainer = JDETrainer(tiny_cfg_text, _synthetic_images(), 5, settings, torch.device("cpu"))
-    fixed = trainer._samples()
+    fixed = trainer.batch(0)
     with torch.no_grad():
         _, before = trainer.loss(fixed)
     for _ in range(40):

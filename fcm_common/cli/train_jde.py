@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -15,7 +17,9 @@ from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import BUNDLED_JDE_CFG, cfg_file
 from fcm_common.data.sources import open_source
 from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
+from fcm_common.jde_training.augment import Jitter
 from fcm_common.jde_training.data import TeacherSettings, gather_training_data
+from fcm_common.jde_training.prepared import save_prepared
 from fcm_common.jde_training.samples import SequenceSpec
 from fcm_common.jde_training.trainer import (
     JDETrainer,
@@ -24,7 +28,9 @@ from fcm_common.jde_training.trainer import (
     export_for_inference,
     load_training_checkpoint,
 )
-from fcm_common.model.jde import JDE, load_state, weights_digest
+from fcm_common.model.bundled import bundled_weights
+from fcm_common.model.darknet_cfg import parse_cfg_text
+from fcm_common.model.jde import JDE, load_state, read_checkpoint, weights_digest
 from fcm_common.tracking.sequence import track_source
 
 
@@ -45,7 +51,15 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 
 @click.command(name="fcm-train-jde", cls=FcmCommand)
 @click.argument("sequences", metavar="SEQ[:FIRST-LAST]...", nargs=-1)
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (and --resume).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Checkpoint to write (and --resume).")
+@click.option("--prepare", "prepare_dir", type=click.Path(path_type=Path),
+              help="Gather the data (label the footage), write it to this new folder as prepared training data "
+                   "(a SEQ for later runs, e.g. on another machine) and stop.")
+@click.option("--prepare-max-side", type=click.IntRange(min=64), default=None,
+              help="With --prepare: scale larger pictures down to this longer side.")
+@click.option("--init", "init_path", type=click.Path(path_type=Path),
+              help="Start from these JDE weights (an fcm-train-jde checkpoint or export of the same cfg; 'bundled' "
+                   "= the shipped JDE-576x320-fcm) instead of random ones: fine-tuning.")
 @click.option("--cfg", "cfg_path", type=click.Path(path_type=Path), help="Darknet cfg (default: the bundled JDE-576x320 cfg).")
 @click.option("--teacher-video", "footage", multiple=True, type=click.Path(path_type=Path),
               help="Unlabelled footage to label with the teachers (repeatable).")
@@ -53,6 +67,8 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--teacher-embedder", type=click.Path(path_type=Path), help="OSNet ONNX person embedder (distilled into the embedding).")
 @click.option("--teacher-score", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Teacher box score threshold.")
 @click.option("--teacher-step", type=click.IntRange(min=1), default=5, show_default=True, help="Label every N-th frame of the footage.")
+@click.option("--teacher-uncertain", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Teacher boxes scored from this up to --teacher-score are ignored in training (neither person nor background).")
 @click.option("--label-cache", type=click.Path(path_type=Path), help="Folder for teacher labels (default: OUTPUT.labels/).")
 @click.option("--val", "val_folders", multiple=True, type=click.Path(path_type=Path),
               help="MOTChallenge sequence with gt to report MOTA on at checkpoints (repeatable; never trained on).")
@@ -67,19 +83,33 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
               help="Weight of the OSNet appearance-distillation term (needs --teacher-embedder).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jitter", type=click.Choice(["wide", "jde", "none"]), default="wide", show_default=True,
+              help="Augmentation: wide = every person size 10..320 px, perspective, blur, night, grey; jde = JDE's own.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes preparing batches (default: 0 on a CPU, up to 12 with a GPU).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto = bf16 autocast on a GPU, fp32 on a CPU.")
+@click.option("--time-budget", type=click.FloatRange(min=1), default=None,
+              help="Seconds of training: after 40 timed steps, --steps is lowered so that the run ends in time "
+                   "(the learning-rate schedule then ends with it). Recorded in the checkpoint.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for torch (0: torch's default).")
 @click.option("--resume", is_flag=True, help="Continue OUTPUT from its last checkpoint.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path),
               help="When training is done, also write the inference-only weights (float16, with the cfg) here.")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score, teacher_step,
-         label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup, weight_decay, distill_weight,
-         checkpoint_every, seed, threads, resume, export_path, device):
+def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score,
+         teacher_step, teacher_uncertain, label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup,
+         weight_decay, distill_weight, checkpoint_every, seed, jitter, workers, precision, time_budget, threads, resume,
+         export_path, device):
     """Train JDE from scratch on MOTChallenge SEQuences (frames FIRST..LAST only, if given) and footage."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    if output.exists() and not resume:
+    if output is None and prepare_dir is None:
+        raise FcmError("give -o CHECKPOINT to train (or --prepare DIR to only gather the data)")
+    if prepare_dir is not None and (prepare_dir.exists() and any(prepare_dir.iterdir())):
+        raise FcmError(f"{prepare_dir} exists and is not empty: --prepare needs a new folder")
+    if output is not None and output.exists() and not resume:
         raise FcmError(f"{output} exists: pass --resume to continue it, or another -o")
     if resume and not output.is_file():
         raise FcmError(f"cannot resume: {output} not found")
@@ -87,20 +117,48 @@ def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedde
         if open_source(folder).gt_path is None:
             raise FcmError(f"validation sequence {folder} has no gt/gt.txt")
     cfg_text = (cfg_path or cfg_file(BUNDLED_JDE_CFG)).read_text()
-    teacher = TeacherSettings(teacher_detector, teacher_embedder, teacher_score, teacher_step) if teacher_detector else None
+    teacher = (TeacherSettings(teacher_detector, teacher_embedder, teacher_score, teacher_step, teacher_uncertain)
+               if teacher_detector else None)
     dev = resolve_device(device)
     specs = [SequenceSpec.parse(s) for s in sequences]
     with progress() as bar:
         task = bar.add_task("labelling footage" if footage else "loading", total=None)
-        data = gather_training_data(specs, list(footage), teacher, label_cache or output.with_suffix(".labels"),
-                                    lambda n: bar.advance(task, n))
+        cache = label_cache or (output.with_suffix(".labels") if output is not None else prepare_dir / "labels-cache")
+        data = gather_training_data(specs, list(footage), teacher, cache, lambda n: bar.advance(task, n))
     print_table("training data", ["source", "pictures", "boxes"], data.summary)
+    if prepare_dir is not None:
+        with progress() as bar:
+            task = bar.add_task(f"writing {prepare_dir}", total=len(data.images))
+            size = save_prepared(data.images, data.num_ids, data.summary, prepare_dir, lambda n: bar.advance(task, n),
+                                 prepare_max_side)
+        stderr_console.print(f"prepared training data: {prepare_dir} ({len(data.images)} pictures, {size / 2**20:.1f} MiB)")
+        return
+    if workers is None:
+        workers = min(12, max(1, (os.cpu_count() or 2) - 2)) if dev.type == "cuda" else 0
+    if precision == "auto":
+        precision = "bf16" if dev.type == "cuda" else "fp32"
+    jitters = {"wide": Jitter.wide(), "jde": Jitter.jde(), "none": Jitter.none()}
     settings = JDETrainSettings(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup=warmup,
                                 weight_decay=weight_decay, distill_weight=distill_weight, seed=seed,
-                                checkpoint_every=checkpoint_every)
-    trainer = JDETrainer(cfg_text, data.images, data.num_ids, settings, dev)
+                                checkpoint_every=checkpoint_every, jitter=asdict(jitters[jitter]), workers=workers,
+                                precision=precision)
+    init_state = None
+    if init_path is not None and not resume:
+        if str(init_path) == "bundled":
+            init_path = bundled_weights()
+        init_state, init_cfg = read_checkpoint(init_path)
+        if init_cfg is not None and init_cfg != cfg_text:
+            raise FcmError(f"--init {init_path} was trained with another cfg than this run's")
+        probe = JDE(parse_cfg_text(cfg_text))
+        load_state(probe, {k: v.float() if v.is_floating_point() else v for k, v in init_state.items()}, str(init_path))
+        settings.init = f"{init_path} ({weights_digest(probe)[:16]})"
+    trainer = JDETrainer(cfg_text, data.images, data.num_ids, settings, dev, init_state)
     if resume:
-        trainer.restore(load_training_checkpoint(output))
+        ckpt = load_training_checkpoint(output)
+        recorded = (ckpt.get("fcm") or {}).get("settings", {})
+        if recorded.get("time_budget_steps"):  # a budget fixed the schedule's length: keep it
+            settings.steps = min(steps, int(recorded["time_budget_steps"]))
+        trainer.restore(ckpt)
         if trainer.step >= steps and export_path is None:
             raise FcmError(f"{output} has already done {trainer.step} steps; ask for more with --steps")
         stderr_console.print(f"resuming {output} at step {trainer.step}")
@@ -111,7 +169,18 @@ def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedde
     recent: list[StepLog] = []
     results: list[dict] = []
 
+    budget_from = trainer.step + 10  # the first steps start workers and compile kernels: not timed
+
     def on_step(log: StepLog) -> None:
+        if time_budget is not None and log.step == budget_from:
+            on_step.began = time.perf_counter()
+        if time_budget is not None and log.step == budget_from + 40:
+            per_step = (time.perf_counter() - on_step.began) / 40
+            fitted = int(log.step + (time_budget - (time.perf_counter() - began)) / per_step)
+            settings.steps = max(log.step + 1, min(settings.steps, fitted))
+            settings.time_budget_steps = settings.steps
+            bar.update(task, total=settings.steps)
+            stderr_console.print(f"time budget {time_budget:.0f} s at {per_step:.3f} s/step: {settings.steps} steps")
         recent.append(log)
         del recent[:-settings.log_every]
         mean = {k: sum(getattr(r, k) for r in recent) / len(recent) for k in ("loss", "box", "conf", "ident", "distill")}
@@ -145,6 +214,14 @@ def main(sequences, output, cfg_path, footage, teacher_detector, teacher_embedde
     print_table(f"fcm-train-jde: {trainer.step} steps in {time.perf_counter() - began:.0f} s -> {output}",
                 ["parameters", "identities", "weights id"],
                 [[params, data.num_ids, weights_digest(trainer.model)[:16]]])
+    print_table("foreground anchors seen (per head, per anchor: every anchor should learn)",
+                ["head (stride)", "anchors (w x h px)", "positives"],
+                [[f"{y} ({trainer.model.layer_strides[h]})",
+                  " ".join(f"{a[0] * trainer.model.layer_strides[h]:.0f}x{a[1] * trainer.model.layer_strides[h]:.0f}"
+                           for a in anchors.tolist()),
+                  " ".join(str(int(v)) for v in pos)]
+                 for y, h, anchors, pos in zip(trainer.model.yolo_layers, trainer.head_layers, trainer.anchors,
+                                               trainer.positives)])
     if export_path is not None:
         size = export_for_inference(load_training_checkpoint(output), export_path)
         stderr_console.print(f"inference weights: {export_path} ({size / 2**20:.1f} MiB)")

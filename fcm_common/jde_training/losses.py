@@ -69,10 +69,11 @@ def head_loss(
     weights: UncertaintyWeights,
     classifier: nn.Linear | None,
     emb_scale: float,
-    teacher: tuple[torch.Tensor, nn.Module] | None = None,
+    teacher: tuple[torch.Tensor, torch.Tensor, nn.Module] | None = None,
     distill_weight: float = 0.0,
 ) -> HeadLossTerms:
-    """Loss of one head. ``teacher`` = (targets (B, H, W, D) with NaN where none, projection)."""
+    """Loss of one head. ``teacher`` = (cells with a teacher embedding (B, H, W) bool, their
+    embeddings (M, D) in the mask's order, projection)."""
     deltas, conf, emb = split_head(head)
     fg = targets.conf > 0
     zero = head.new_zeros(())
@@ -93,10 +94,9 @@ def head_loss(
     ).squeeze()
     l_distill = zero
     if teacher is not None and distill_weight > 0:
-        wanted, projection = teacher
-        have = ~torch.isnan(wanted[..., 0])
+        have, wanted, projection = teacher
         if have.any():
             student = F.normalize(projection(emb[have]), dim=-1)
-            l_distill = (1 - (student * F.normalize(wanted[have], dim=-1)).sum(-1)).mean()
+            l_distill = (1 - (student * F.normalize(wanted, dim=-1)).sum(-1)).mean()
             total = total + distill_weight * l_distill
     return HeadLossTerms(total, l_box.item(), l_conf.item(), l_id.item(), l_distill.item())

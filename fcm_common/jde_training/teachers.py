@@ -132,40 +132,50 @@ def label_footage(
     encoder: AppearanceEncoder | None,
     cache: Path | None = None,
     progress=None,
+    keep_score: float | None = None,
 ) -> list[LabelledImage]:
     """Every ``step``-th frame of unlabelled footage, with teacher boxes (no identities) and, with an
-    encoder, teacher embeddings. Labels are cached in ``cache`` (an .npz) when given: the teachers
-    run once per footage and setting, a resumed training reads them back."""
+    encoder, teacher embeddings. Boxes the detector scores below ``keep_score`` (default: its own
+    threshold) become ignore regions: the teacher is unsure, so the student is taught neither way.
+    Labels are cached in ``cache`` (an .npz) when given: the teachers run once per footage and
+    setting, a resumed training reads them back."""
     source = open_source(path)
+    keep_score = detector.score_threshold if keep_score is None else keep_score
     labels = _read_cache(cache) if cache is not None and cache.is_file() else None
-    images, computed = [], {"frame": [], "boxes": [], "embeddings": []}
+    images, computed = [], {"frame": [], "boxes": [], "scores": [], "embeddings": []}
     for index, frame in enumerate(source.frames(), start=1):
         if (index - 1) % step:
             continue
         if labels is not None:
-            boxes, emb = labels.get(index, (np.zeros((0, 4), np.float32), np.zeros((0, 512), np.float32)))
+            boxes, scores, emb = labels.get(index, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                                                    np.zeros((0, 512), np.float32)))
         else:
-            boxes, _ = detector.detect(frame)
+            boxes, scores = detector.detect(frame)
             emb = encoder.embed(frame, boxes) if encoder is not None else np.zeros((len(boxes), 512), np.float32)
             computed["frame"].append(np.full(len(boxes), index))
             computed["boxes"].append(boxes)
+            computed["scores"].append(scores)
             computed["embeddings"].append(emb)
-        images.append(LabelledImage(frame.copy(), boxes, np.full(len(boxes), -1, np.int64),
-                                    teacher=emb if encoder is not None else None, origin=f"{source.name}:{index}"))
+        sure = scores >= keep_score
+        images.append(LabelledImage(frame.copy(), boxes[sure], np.full(int(sure.sum()), -1, np.int64), boxes[~sure],
+                                    teacher=emb[sure] if encoder is not None else None, origin=f"{source.name}:{index}"))
         if progress:
             progress(1)
     if labels is None and cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache, frame=np.concatenate(computed["frame"] or [np.zeros(0)]),
                             boxes=np.concatenate(computed["boxes"] or [np.zeros((0, 4))]),
+                            scores=np.concatenate(computed["scores"] or [np.zeros(0)]),
                             embeddings=np.concatenate(computed["embeddings"] or [np.zeros((0, 512))]))
     return images
 
 
-def _read_cache(path: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _read_cache(path: Path) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     data = np.load(path)
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    scores = data["scores"] if "scores" in data else np.ones(len(data["frame"]), np.float32)
+    out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for frame in np.unique(data["frame"]).astype(int):
         sel = data["frame"] == frame
-        out[int(frame)] = (data["boxes"][sel].astype(np.float32), data["embeddings"][sel].astype(np.float32))
+        out[int(frame)] = (data["boxes"][sel].astype(np.float32), scores[sel].astype(np.float32),
+                           data["embeddings"][sel].astype(np.float32))
     return out

@@ -3,21 +3,23 @@
 A checkpoint has the official layout (``{'epoch', 'model', 'optimizer'}``; ``model`` holds the
 network, the per-head ``yolo_<i>.{s_c,s_r,s_id}`` and the identity ``classifier``) so that any JDE
 tool reads it, plus an ``fcm`` entry with what fcm needs: the Darknet cfg text (so the network can be
-rebuilt without a side file), the step, the training settings, the random-number states and the
-training-only distillation projection. :func:`fcm_common.model.jde.load_jde` reads such a file with
+rebuilt without a side file), the step, the training settings, the foreground anchors seen per head
+and the training-only distillation projection. :func:`fcm_common.model.jde.load_jde` reads such a file with
 no ``--jde-cfg``. Checkpoints are written atomically every ``checkpoint_every`` steps and at the end;
-``resume`` continues from the step it recorded, with the same data order.
+``resume`` continues from the step it recorded, with the same data: the batch of a step is a
+function of the seed and the step (:class:`TrainingSamples`), so worker processes can prepare
+batches in parallel (``workers``) and a resumed run sees what an unbroken one would have.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -32,12 +34,12 @@ from fcm_common.jde_training.losses import (
     head_loss,
 )
 from fcm_common.jde_training.samples import LabelledImage
-from fcm_common.jde_training.targets import anchor_boxes, box_iou_cxcywh, build_head_targets
+from fcm_common.jde_training.targets import HeadTargets, anchor_boxes, box_iou_cxcywh, build_head_targets
 from fcm_common.model.darknet_cfg import parse_cfg_text
-from fcm_common.model.jde import JDE
+from fcm_common.model.jde import JDE, load_state
 
 CHECKPOINT_FORMAT = "fcm-jde"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: data order by sample number (1: one generator for the whole run)
 TEACHER_DIM = 512
 FG_PRIOR = 0.01  # initial foreground probability of every anchor (a stable start from scratch)
 
@@ -60,7 +62,11 @@ class JDETrainSettings:
     seed: int = 0
     checkpoint_every: int = 250
     log_every: int = 10
-    jitter: dict = field(default_factory=lambda: asdict(Jitter()))
+    jitter: dict = field(default_factory=lambda: asdict(Jitter.wide()))
+    workers: int = 0  # processes preparing batches (0: in the training process)
+    precision: str = "fp32"  # or "bf16" (CUDA autocast; the loss stays fp32)
+    time_budget_steps: int = 0  # the step count a time budget fixed (0: none)
+    init: str = ""  # weights the network started from (file and weights id), "" = from scratch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,41 +166,129 @@ def make_optimizer(params: list[tuple[str, nn.Parameter]], s: JDETrainSettings) 
     raise TrainingError(f"unknown optimizer '{s.optimizer}' (sgd or adamw)")
 
 
-def _batch_tensors(samples: list[NetworkSample], device) -> torch.Tensor:
-    images = np.stack([s.image for s in samples]).transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).float().div_(255.0)
+# ---------------------------------------------------------------------------------- samples
+def _ignore_regions(conf: torch.Tensor, regions: np.ndarray, flat_anchors: torch.Tensor, scale: torch.Tensor) -> None:
+    """Anchors of one picture that overlap an ignore region (IoU > 0.4) and are not foreground
+    become ignored (``conf`` (A, H, W) is changed in place)."""
+    if len(regions) == 0:
+        return
+    iou = box_iou_cxcywh(flat_anchors, torch.from_numpy(regions) * scale).max(1).values.view(conf.shape)
+    conf[(iou > 0.4) & (conf == 0)] = -1
 
 
-def _ignore_regions(conf: torch.Tensor, ignore: list[np.ndarray], anchors: torch.Tensor) -> None:
-    """Anchors that overlap an ignore region (IoU > 0.4) and are not foreground become ignored."""
-    grid_h, grid_w = conf.shape[2:]
-    scale = torch.tensor([grid_w, grid_h, grid_w, grid_h], dtype=torch.float32)
-    flat = anchor_boxes(grid_h, grid_w, anchors.float()).reshape(-1, 4)
-    for b, regions in enumerate(ignore):
-        if len(regions) == 0:
-            continue
-        iou = box_iou_cxcywh(flat, torch.from_numpy(regions) * scale).max(1).values.view(conf.shape[1:])
-        conf[b][(iou > 0.4) & (conf[b] == 0)] = -1
+class TrainingSamples(torch.utils.data.Dataset):
+    """Sample number ``g`` of a run -> one jittered picture and its targets on every head.
+
+    Sample ``g`` is picture ``permutation_e[g mod N]`` of pass ``e = g // N`` over the data (a fresh
+    seeded permutation per pass), jittered with a generator seeded by ``(seed, g)``: what a step
+    sees depends on the seed and the step alone, not on the worker processes that prepare it or on
+    where a run was resumed.
+
+    The pictures' pixels live in one shared-memory tensor, so that worker processes (started with
+    ``spawn``: a forked copy of a process that has run parallel torch code can deadlock) receive a
+    handle to them rather than a copy.
+    """
+
+    def __init__(self, images: list[LabelledImage], width: int, height: int, grids: list[tuple[int, int]],
+                 anchors: list[torch.Tensor], jitter: Jitter, seed: int):
+        sizes = [im.image.size for im in images]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.pixels = torch.empty(int(self.offsets[-1]), dtype=torch.uint8)
+        for im, start, size in zip(images, self.offsets, sizes):
+            self.pixels[int(start):int(start) + size] = torch.from_numpy(np.ascontiguousarray(im.image).reshape(-1))
+        self.pixels.share_memory_()
+        self.labels = [LabelledImage(np.empty((0, 0, 3), np.uint8), im.boxes, im.ids, im.ignore, im.teacher, im.origin)
+                       for im in images]
+        self.shapes = [im.image.shape for im in images]
+        self.width, self.height = width, height
+        self.grids, self.anchors, self.jitter, self.seed = grids, anchors, jitter, seed
+        self._pass: tuple[int, np.ndarray] | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+    def image(self, i: int) -> LabelledImage:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        pixels = self.pixels[start:end].numpy().reshape(self.shapes[i])
+        label = self.labels[i]
+        return LabelledImage(pixels, label.boxes, label.ids, label.ignore, label.teacher, label.origin)
+
+    def __len__(self) -> int:  # sample numbers are unbounded; the sampler decides which are drawn
+        return 1 << 62
+
+    def picture(self, g: int) -> int:
+        n = self.count
+        epoch = g // n
+        if self._pass is None or self._pass[0] != epoch:
+            self._pass = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(n))
+        return int(self._pass[1][g % n])
+
+    def sample(self, g: int) -> NetworkSample:
+        return make_sample(self.image(self.picture(g)), self.width, self.height, self.jitter,
+                           np.random.default_rng([self.seed, 2, g]))
+
+    def __getitem__(self, g: int) -> dict:
+        s = self.sample(g)
+        boxes, ids = torch.from_numpy(s.boxes), torch.from_numpy(s.ids)
+        heads = []
+        for (gh, gw), anchors in zip(self.grids, self.anchors):
+            targets, which = build_head_targets([boxes], [ids], gh, gw, anchors)
+            conf = targets.conf[0]
+            scale = torch.tensor([gw, gh, gw, gh], dtype=torch.float32)
+            _ignore_regions(conf, s.ignore, anchor_boxes(gh, gw, anchors.float()).reshape(-1, 4), scale)
+            fg = conf > 0
+            # per cell: the box its foreground anchor matched (teacher embeddings follow it), -1 elsewhere
+            if s.teacher is not None:
+                cell_box = torch.where(fg, which[0], torch.full_like(which[0], -1)).max(0).values
+            else:
+                cell_box = torch.full((gh, gw), -1, dtype=torch.long)
+            heads.append((conf.to(torch.int8), targets.deltas[0], targets.ids[0].to(torch.int32), cell_box.to(torch.int32)))
+        teacher = torch.from_numpy(s.teacher).to(torch.float16) if s.teacher is not None else torch.zeros(0, TEACHER_DIM, dtype=torch.float16)
+        return {"image": torch.from_numpy(s.image), "heads": heads, "teacher": teacher}
 
 
-def _teacher_targets(samples: list[NetworkSample], which: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 512) teacher embedding of the box each cell's foreground anchor matched, NaN elsewhere."""
-    b, a, h, w = fg.shape
-    out = torch.full((b, h, w, TEACHER_DIM), float("nan"))
-    for i, sample in enumerate(samples):
-        if sample.teacher is None or len(sample.teacher) == 0:
-            continue
-        idx = torch.where(fg[i], which[i], torch.full_like(which[i], -1)).max(0).values  # (H, W)
-        cells = idx >= 0
-        out[i][cells] = torch.from_numpy(sample.teacher).float()[idx[cells]]
-    return out
+def collate(samples: list[dict]) -> dict:
+    """Stack samples; teacher rows are concatenated and the cells' box indices offset into them."""
+    images = torch.stack([s["image"] for s in samples])
+    offsets = np.cumsum([0] + [len(s["teacher"]) for s in samples[:-1]])
+    heads = []
+    for h in range(len(samples[0]["heads"])):
+        conf = torch.stack([s["heads"][h][0] for s in samples]).long()
+        deltas = torch.stack([s["heads"][h][1] for s in samples])
+        ids = torch.stack([s["heads"][h][2] for s in samples]).long()
+        cell = torch.stack([torch.where(s["heads"][h][3] >= 0, s["heads"][h][3] + int(o), s["heads"][h][3])
+                            for s, o in zip(samples, offsets)]).long()
+        heads.append((conf, deltas, ids, cell))
+    return {"images": images, "heads": heads, "teacher": torch.cat([s["teacher"] for s in samples])}
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """The sample numbers of steps ``first .. last-1``: step ``t`` draws ``t*B .. t*B+B-1``."""
+
+    def __init__(self, first: int, last: int, batch_size: int):
+        self.first, self.last, self.batch_size = first, last, batch_size
+
+    def __iter__(self):
+        for step in range(self.first, self.last):
+            yield list(range(step * self.batch_size, (step + 1) * self.batch_size))
+
+    def __len__(self) -> int:
+        return max(0, self.last - self.first)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 class JDETrainer:
-    """Owns the network, the training heads, the optimiser and the data order."""
+    """Owns the network, the training heads, the optimiser and the data."""
 
     def __init__(self, cfg_text: str, images: list[LabelledImage], num_ids: int, settings: JDETrainSettings,
-                 device: torch.device):
+                 device: torch.device, init_state: dict[str, torch.Tensor] | None = None):
+        """``init_state``: network weights to start from (fine-tuning) instead of a random start;
+        the training heads (uncertainty weights, identity classifier) always start afresh."""
         self.cfg_text = cfg_text
         self.images = images
         self.num_ids = num_ids
@@ -203,64 +297,85 @@ class JDETrainer:
         self.model = JDE(parse_cfg_text(cfg_text))
         init_from_scratch(self.model, settings.seed)
         self.heads = TrainingHeads(self.model, num_ids, settings.seed)
+        if init_state is not None:
+            load_state(self.model, {k: v.float() if v.is_floating_point() else v for k, v in init_state.items()},
+                       source=settings.init or "initial weights")
         self.model.to(device).train()
         self.heads.to(device).train()
+        self.bf16 = settings.precision == "bf16"
+        if settings.precision not in ("fp32", "bf16"):
+            raise TrainingError(f"unknown precision '{settings.precision}' (fp32 or bf16)")
+        if self.bf16 and device.type != "cuda":
+            raise TrainingError("bf16 training needs a CUDA device")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            self.model.to(memory_format=torch.channels_last)
         params = list(self.model.named_parameters()) + list(self.heads.named_parameters())
         self.optimizer = make_optimizer(params, settings)
-        self.jitter = Jitter(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.jitter.items()})
-        self.rng = np.random.default_rng(settings.seed)
-        self.order: list[int] = []
+        self.jitter = Jitter.from_dict(settings.jitter)
         self.step = 0
         self.emb_scale = embedding_scale(num_ids)
         self.head_layers = [self.model.layer_inputs[y][0] for y in self.model.yolo_layers]
         self.anchors = [self.model.module_list[y][0].anchor_grid.detach().cpu() for y in self.model.yolo_layers]
+        w, h = self.model.input_width, self.model.input_height
+        grids = [(h // self.model.layer_strides[i], w // self.model.layer_strides[i]) for i in self.head_layers]
+        self.samples = TrainingSamples(images, w, h, grids, self.anchors, self.jitter, settings.seed)
+        self.positives = [np.zeros(len(a), np.int64) for a in self.anchors]  # foreground anchors seen, per head
         if not any(im.teacher is not None for im in images):
             self.settings.distill_weight = 0.0
 
     # ------------------------------------------------------------------ data
-    def _next_indices(self) -> list[int]:
-        """The next batch of picture indices; a fresh shuffled order every pass over the data."""
-        out = []
-        while len(out) < self.settings.batch_size:
-            if not self.order:
-                self.order = list(self.rng.permutation(len(self.images)))
-            out.append(int(self.order.pop()))
-        return out
+    def batch(self, step: int) -> dict:
+        """The batch of ``step``, prepared in this process."""
+        b = self.settings.batch_size
+        return collate([self.samples[g] for g in range(step * b, (step + 1) * b)])
 
-    def _samples(self) -> list[NetworkSample]:
-        w, h = self.model.input_width, self.model.input_height
-        return [make_sample(self.images[i], w, h, self.jitter, self.rng) for i in self._next_indices()]
+    def batches(self, last: int):
+        """Batches of steps ``self.step .. last-1``, prepared by ``settings.workers`` processes."""
+        workers = self.settings.workers
+        if workers == 0:
+            for step in range(self.step, last):
+                yield self.batch(step)
+            return
+        loader = torch.utils.data.DataLoader(
+            self.samples, batch_sampler=StepBatches(self.step, last, self.settings.batch_size), num_workers=workers,
+            collate_fn=collate, worker_init_fn=_worker_init, prefetch_factor=4, pin_memory=self.device.type == "cuda",
+            multiprocessing_context="spawn", persistent_workers=False)
+        yield from loader
 
     # ------------------------------------------------------------------ one step
-    def loss(self, samples: list[NetworkSample]) -> tuple[torch.Tensor, dict[str, float]]:
-        x = _batch_tensors(samples, self.device)
-        heads = self.model.forward_part1(x, self.head_layers)
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        dev = self.device
+        x = batch["images"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        if dev.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            heads = self.model.forward_part1(x, self.head_layers)
         total = x.new_zeros(())
         terms = {"box": 0.0, "conf": 0.0, "ident": 0.0, "distill": 0.0}
-        boxes = [torch.from_numpy(s.boxes) for s in samples]
-        ids = [torch.from_numpy(s.ids) for s in samples]
-        for y, head, anchors in zip(self.model.yolo_layers, heads, self.anchors):
-            gh, gw = head.shape[2:]
-            targets, which = build_head_targets(boxes, ids, gh, gw, anchors)
-            _ignore_regions(targets.conf, [s.ignore for s in samples], anchors)
+        table = batch["teacher"].to(dev).float()
+        for n, (y, head, (conf, deltas, ids, cell)) in enumerate(zip(self.model.yolo_layers, heads, batch["heads"])):
+            self.positives[n] += (conf == 1).sum(dim=(0, 2, 3)).numpy()
+            targets = HeadTargets(conf.to(dev, non_blocking=True), deltas.to(dev, non_blocking=True),
+                                  ids.to(dev, non_blocking=True))
             teacher = None
             if self.settings.distill_weight > 0:
-                teacher = (_teacher_targets(samples, which, targets.conf > 0).to(self.device), self.heads.distill)
-            targets.conf, targets.deltas, targets.ids = (
-                targets.conf.to(self.device), targets.deltas.to(self.device), targets.ids.to(self.device))
-            part = head_loss(head, targets, self.heads.weights[str(y)], self.heads.classifier, self.emb_scale,
+                cell = cell.to(dev)
+                mask = cell >= 0
+                teacher = (mask, table[cell[mask]], self.heads.distill)
+            part = head_loss(head.float(), targets, self.heads.weights[str(y)], self.heads.classifier, self.emb_scale,
                              teacher, self.settings.distill_weight)
             total = total + part.total
             for key in terms:
                 terms[key] += getattr(part, key) / len(heads)
         return total, terms
 
-    def train_step(self) -> StepLog:
+    def train_step(self, batch: dict | None = None) -> StepLog:
         start = time.perf_counter()
         lr = learning_rate(self.step, self.settings)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, terms = self.loss(self._samples())
+        loss, terms = self.loss(batch if batch is not None else self.batch(self.step))
         if not torch.isfinite(loss):
             raise TrainingError(f"step {self.step + 1}: the loss is {float(loss)} (lower --lr?)")
         self.optimizer.zero_grad(set_to_none=True)
@@ -287,9 +402,7 @@ class JDETrainer:
                 "step": self.step,
                 "num_ids": self.num_ids,
                 "settings": self.settings.to_dict(),
-                "order": [int(i) for i in self.order],
-                "rng": json.dumps(self.rng.bit_generator.state),
-                "torch_rng": torch.get_rng_state(),
+                "positives": [p.tolist() for p in self.positives],
                 "distill": {k: v.detach().cpu().clone() for k, v in self.heads.distill.state_dict().items()},
             },
         }
@@ -302,6 +415,9 @@ class JDETrainer:
         fcm = ckpt.get("fcm") or {}
         if fcm.get("format") != CHECKPOINT_FORMAT:
             raise TrainingError("cannot resume: the file was not written by fcm-train-jde")
+        if fcm.get("version") != CHECKPOINT_VERSION:
+            raise TrainingError(f"cannot resume: checkpoint version {fcm.get('version')} (this fcm writes "
+                                f"{CHECKPOINT_VERSION}: its data order differs); start a new run")
         if fcm["cfg"] != self.cfg_text:
             raise TrainingError("cannot resume: the checkpoint was trained with another cfg")
         if fcm["num_ids"] != self.num_ids:
@@ -312,21 +428,23 @@ class JDETrainer:
         self.heads.distill.load_state_dict(fcm["distill"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step = int(fcm["step"])
-        self.order = list(fcm["order"])
-        self.rng.bit_generator.state = json.loads(fcm["rng"])
-        torch.set_rng_state(fcm["torch_rng"])
+        self.positives = [np.array(p, np.int64) for p in fcm.get("positives", [])] or self.positives
 
     def run(self, out: Path, on_step: Callable[[StepLog], None] | None = None,
             on_checkpoint: Callable[[int], None] | None = None) -> None:
-        """Train up to ``settings.steps``, checkpointing to ``out`` as it goes."""
-        while self.step < self.settings.steps:
-            log = self.train_step()
+        """Train up to ``settings.steps``, checkpointing to ``out`` as it goes. ``settings.steps``
+        may be lowered by ``on_step`` (a time budget): the run stops there, with a checkpoint."""
+        for batch in self.batches(self.settings.steps):
+            log = self.train_step(batch)
             if on_step:
                 on_step(log)
-            if self.step % self.settings.checkpoint_every == 0 or self.step == self.settings.steps:
+            done = self.step >= self.settings.steps
+            if done or self.step % self.settings.checkpoint_every == 0:
                 self.save(out)
                 if on_checkpoint:
                     on_checkpoint(self.step)
+            if done:
+                break
 
 
 def load_training_checkpoint(path: Path) -> dict:
