@@ -280,3 +280,36 @@ def test_a_url_is_read_through_ffmpeg(small_cfg, tmp_path):
         assert bitstream.parse((tmp_path / "u.bin").read_bytes())[0].num_frames == 3
     finally:
         server.shutdown()
+
+
+def test_a_slow_output_drops_whole_segments_and_says_how_many(monkeypatch):
+    """The encoder's memory stays bounded: what does not fit in the queue is dropped up to the next
+    segment start, counted, and sending resumes with a whole segment."""
+    from fcm_common.streaming import transport
+
+    monkeypatch.setattr(transport, "QUEUE_UNITS", 4)
+    gate = threading.Event()
+    sent, events = [], []
+
+    class Slow(transport._QueuedSink):
+        def _send(self, data):
+            gate.wait()  # the reader is stuck until the gate opens
+            sent.append(data)
+
+    sink = Slow(on_event=events.append)
+    units = []
+    for segment in range(4):  # a segment: its start, three pictures of one frame each
+        units.append((f"S{segment}".encode(), True, 0))
+        units += [(f"P{segment}{i}".encode(), False, 1) for i in range(3)]
+    sink.write(*units[0][:1], segment_start=True)
+    time.sleep(0.2)  # the writer has taken S0 and is stuck sending it
+    for data, start, frames in units[1:8]:  # four wait in the queue, the rest of segment 1 does not fit
+        sink.write(data, segment_start=start, frames=frames)
+    gate.set()
+    for data, start, frames in units[8:]:  # a reader that keeps up again
+        time.sleep(0.05)
+        sink.write(data, segment_start=start, frames=frames)
+    sink.close()
+    assert sink.dropped_frames == 3 and sink.dropped_segments == 0  # P10, P11, P12: the rest of segment 1
+    assert sent == [b"S0", b"P00", b"P01", b"P02", b"S1", b"S2", b"P20", b"P21", b"P22", b"S3", b"P30", b"P31", b"P32"]
+    assert len(events) == 1 and "dropping" in events[0]
