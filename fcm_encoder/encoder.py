@@ -14,11 +14,13 @@ non-conforming decoder cannot go unnoticed.
 
 from __future__ import annotations
 
+import collections
 import queue
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -442,10 +444,20 @@ class _Collector(threading.Thread):
         self.spare = None  # the next segment's encoder, started ahead (its start-up overlaps this segment)
         self.aborted = False
 
+        self.folders = 0
+
+    def _open_encoder(self, source):
+        """A segment's encoding session, in a folder of its own (sessions overlap: the next one is
+        started ahead, and VTM codes several segments at once with --vtm-jobs)."""
+        folder = self.workdir / f"segment-{self.folders}"
+        self.folders += 1
+        folder.mkdir()
+        return self.settings.codec.open_encoder(self.plan.width, self.plan.height,
+                                                self.settings.codec_params(source.fps), folder)
+
     def prepare_next(self, source) -> None:
         if self.spare is None:
-            self.spare = self.settings.codec.open_encoder(self.plan.width, self.plan.height,
-                                                          self.settings.codec_params(source.fps), self.workdir)
+            self.spare = self._open_encoder(source)
 
     def open_segment(self, source, model, method, settings, plan, first_frame: int, base_time: float) -> _Segment:
         params = bitstream.StreamHeader(
@@ -464,7 +476,7 @@ class _Collector(threading.Thread):
         self.segments += 1
         encoder, self.spare = self.spare, None
         if encoder is None:
-            encoder = settings.codec.open_encoder(plan.width, plan.height, settings.codec_params(source.fps), self.workdir)
+            encoder = self._open_encoder(source)
         segment = _Segment(header, encoder, self)
         self.open.append(segment)
         self.jobs.put(segment)
@@ -478,24 +490,42 @@ class _Collector(threading.Thread):
         self.payload_bytes += payload
 
     def run(self) -> None:
+        workers = max(1, int(self.settings.codec.parallel_segments))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="fcm-segment") if workers > 1 else None
+        pending: collections.deque = collections.deque()  # (segment, its pictures being coded), in order
         try:
             while True:
                 job = self.jobs.get()
                 if job is None or isinstance(job, int):
+                    while pending:
+                        self._segment(*self._take(pending))
                     if isinstance(job, int):
                         self._send(segments.stream_end_unit(job, self.segments))
                     return
-                self._segment(job)
+                if pool is None:
+                    self._segment(job, job.encoder.pictures())
+                    continue
+                pending.append((job, pool.submit(lambda j=job: list(j.encoder.pictures()))))
+                while len(pending) > workers or (pending and pending[0][1].done()):
+                    self._segment(*self._take(pending))
         except _Aborted:
             return
         except BaseException as exc:  # noqa: BLE001 - handed to the encoding thread
             self.error = exc
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
-    def _segment(self, segment: _Segment) -> None:
+    @staticmethod
+    def _take(pending):
+        segment, future = pending.popleft()
+        return segment, future.result()
+
+    def _segment(self, segment: _Segment, pictures) -> None:
         header = segment.header
         self._send(segments.segment_unit(header), segment_start=True)
         payload, taken, sent = bytearray(), 0, 0
-        for data, pictures in segment.encoder.pictures():
+        for data, pictures in pictures:
             taken += pictures
             payload += data
             if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment

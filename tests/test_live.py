@@ -313,3 +313,40 @@ def test_a_slow_output_drops_whole_segments_and_says_how_many(monkeypatch):
     assert sink.dropped_frames == 3 and sink.dropped_segments == 0  # P10, P11, P12: the rest of segment 1
     assert sent == [b"S0", b"P00", b"P01", b"P02", b"S1", b"S2", b"P20", b"P21", b"P22", b"S3", b"P30", b"P31", b"P32"]
     assert len(events) == 1 and "dropping" in events[0]
+
+
+def test_segments_coded_at_once_give_the_same_stream(bundled, stream, monkeypatch):
+    """A codec that gives out a segment only at its end (VTM) codes --vtm-jobs segments at once: the
+    stream is the one coded segment after segment."""
+    from fcm_common.coding.codecs.lossless import LosslessCodec
+
+    monkeypatch.setattr(LosslessCodec, "parallel_segments", 3)
+    sink, _ = _encode(bundled)
+    assert sink.getvalue() == stream
+
+
+def test_a_codec_that_gives_out_everything_at_the_end_waits_for_its_last_frame():
+    from fcm_common.coding.codecs.base import FrameEncoder
+
+    class AtTheEnd(FrameEncoder):
+        def __init__(self):
+            self.frames = []
+
+        def write(self, frame):
+            self.frames.append(frame)
+            self.frames_written += 1
+
+        def finish(self):
+            return b"".join(f.tobytes() for f in self.frames)
+
+    encoder = AtTheEnd()
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(encoder.pictures()))
+    reader.start()
+    for i in range(3):
+        time.sleep(0.05)
+        encoder.write(np.full((2, 2), i, np.uint16))
+    assert not got  # still waiting: frames are being written
+    encoder.close()
+    reader.join(timeout=5)
+    assert got == [(b"".join(np.full((2, 2), i, np.uint16).tobytes() for i in range(3)), 3)]

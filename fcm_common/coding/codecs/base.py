@@ -122,12 +122,18 @@ class FrameEncoder(ABC):
     def abort(self) -> None:
         """Stop early and clean up (called on errors)."""
 
+    def _writing_done(self) -> threading.Event:
+        event = self.__dict__.get("_done_event")
+        return event if event is not None else self.__dict__.setdefault("_done_event", threading.Event())
+
     def close(self) -> None:
         """No more frames (streaming): :meth:`pictures` ends once the rest is out."""
-        self._closed = True
+        self._writing_done().set()
 
     def pictures(self) -> Iterator[tuple[bytes, int]]:
-        """(payload piece, pictures it completes), in order; by default all of it after :meth:`close`."""
+        """(payload piece, pictures it completes), in order; by default all of it once :meth:`close` was
+        called (another thread may still be writing frames until then)."""
+        self._writing_done().wait()
         payload = self.finish()
         yield payload, self.frames_written
 
@@ -237,6 +243,8 @@ class InnerCodec(ABC):
 
     max_size = 65535
     qp_range: ClassVar[tuple[int, int]] = (-12, 63)  # QPs the encoder takes (VVC, 10-bit: -12..63)
+    # segments a stream may code at once (codecs that give out a segment only at its end, e.g. VTM's jobs)
+    parallel_segments: int = 1
 
     def check_qp(self, qp: int) -> None:
         """Refuse a QP this codec cannot take (before any work is done)."""

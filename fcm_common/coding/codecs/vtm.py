@@ -196,6 +196,11 @@ class VTMCodec(InnerCodec):
     def from_options(cls, vtm_dir=None, vtm_cfg=None, vtm_jobs=1, **_) -> VTMCodec:
         return cls(vtm_dir, vtm_cfg, vtm_jobs)
 
+    @property
+    def parallel_segments(self) -> int:
+        """--vtm-jobs: a segmented stream codes that many segments (intra periods) at once."""
+        return self.jobs
+
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)
         self.check_qp(params.qp)
