@@ -8,6 +8,7 @@
 #   make bench-e2e    fcm-encode / fcm-decode frames/s end to end with the bundled networks, by stage
 #   make bench-codec  VVenC presets against VTM low delay on real packed features: BD-rate on PSNR and MOTA
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
+#   make bench-stream live streaming: paced sample and clip through a pipe and TCP, capture-to-tracks latency
 #   make fuzz         mutated and forged bitstreams through the decoder (vvenc, lossless; anchor, advmsfc)
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
 #   make ctc DATASET=tvd METHOD=anchor SPLIT=dn53 CODEC=vtm DATA=/data OUT=runs [MODEL=...]
@@ -28,7 +29,7 @@ OUT     ?= runs
 MODEL   ?=
 SAMPLE  ?= samples/PETS09-S2L1-551-650
 
-.PHONY: install test test-fast demo bench bench-e2e rd fuzz bench-codec bench-msfc vtm ctc clean
+.PHONY: install test test-fast demo bench bench-e2e bench-stream rd fuzz bench-codec bench-msfc vtm ctc clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -43,13 +44,18 @@ test-fast:
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# make demo: measured on the 2-core development CPU (README, "What the first commands print")
+DEMO_TIME = about 2 minutes (97 s measured)
 demo:
-	mkdir -p out/demo
+	@mkdir -p out/demo && date +%s > out/demo/.start
+	@echo "make demo: the shipped sample (100 frames) through fcm-track, then advMSFC and the anchor (backbone, QP 32)"
+	@echo "encoded and decoded; $(DEMO_TIME) on a 2-core CPU. MOTA to expect: README, 'What the first commands print'."
 	$(VENV)/bin/fcm-track $(SAMPLE) -o out/demo/tracks.txt
 	$(VENV)/bin/fcm-encode $(SAMPLE) --qp 32 --split backbone -o out/demo/advmsfc_backbone_qp32.bin
 	$(VENV)/bin/fcm-decode out/demo/advmsfc_backbone_qp32.bin --gt $(SAMPLE)
 	$(VENV)/bin/fcm-encode $(SAMPLE) --qp 32 --split backbone --method anchor -o out/demo/anchor_backbone_qp32.bin
 	$(VENV)/bin/fcm-decode out/demo/anchor_backbone_qp32.bin --gt $(SAMPLE)
+	@echo "make demo took $$(( $$(date +%s) - $$(cat out/demo/.start) )) s"
 
 bench:
 	$(PY) benchmarks/bench_jde.py --repeats 3
@@ -72,13 +78,17 @@ bench-codec:
 bench-msfc:
 	$(PY) benchmarks/bench_msfc.py --repeats 3
 
+STREAM_ARGS ?=
+bench-stream:
+	$(PY) benchmarks/bench_stream.py $(STREAM_ARGS)
+
 vtm:
 	tools/vtm_build.sh --prefix vtm
 
 ctc:
 	@test -n "$(DATA)" || { echo "error: set DATA=/path/to/the/sequences" >&2; exit 1; }
 	$(VENV)/bin/fcm-ctc run --dataset $(DATASET) --method $(METHOD) --split $(SPLIT) --codec $(CODEC) \
-		--data $(DATA) --out $(OUT) $(if $(MODEL),--model $(MODEL),)
+		--data $(DATA) --output $(OUT) $(if $(MODEL),--model $(MODEL),)
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

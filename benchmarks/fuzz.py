@@ -3,11 +3,15 @@
 The network is loaded once; for each inner codec and method a short stream of the shipped sample is
 encoded, decoded once for the reference tracks, then decoded again N times, each time mutated:
 
-* payload: bit flips, bursts of random bytes, truncation, insertion and deletion of bytes (for the
-  last three the header's payload length is corrected and its CRC re-signed, so that the damage
-  reaches the inner decoder instead of being caught by the length check);
-* header: one field changed (a random byte of the fields, or a value: ranges, fill level, sizes,
-  frame rate, QP, channel counts, identifiers) with the CRC re-signed, as a forger would.
+* payload: bit flips, bursts of random bytes, truncation, insertion and deletion of bytes inside the
+  inner codec's payload of one picture unit, the unit re-signed (a valid CRC), so that the damage
+  reaches the inner decoder instead of being caught by the unit's CRC;
+* header: one field of a segment header changed (a random byte of its body, or a value: ranges, fill
+  level, sizes, frame rate, QP, identifiers, the reconstruction hash of its end unit) with the unit
+  re-signed, as a forger would.
+
+Streams are version 3 (segments, docs/bitstream.md); the library's decoder (``decode_stream``)
+accepts a stream only when every segment decoded and matched its hash.
 
 Each decode runs in-process under a time limit and with warnings turned into errors, and ends as one
 of: a clean error (an ``FcmError``: what the command line prints as one ``error:`` line), accepted with
@@ -35,7 +39,7 @@ from pathlib import Path
 import torch
 
 from fcm_common.cli.support import print_table, progress
-from fcm_common.coding import bitstream
+from fcm_common.coding import bitstream, segments
 from fcm_common.coding.methods import method_for_encoding
 from fcm_common.core.errors import FcmError
 from fcm_common.data.mot_format import format_rows
@@ -60,70 +64,80 @@ def _alarm(_signum, _frame):
     raise Hang
 
 
-def re_sign(data: bytearray, header_size: int, payload_length: int | None = None) -> bytes:
-    """Set the payload length (if given) and recompute the header CRC, as a forger would."""
-    crc_at = header_size - CRC_BYTES
-    if payload_length is not None:
-        struct.pack_into(">Q", data, crc_at - LENGTH_BYTES, payload_length)
-    struct.pack_into(">I", data, crc_at, zlib.crc32(bytes(data[:crc_at])))
-    return bytes(data)
+def _units(stream: bytes):
+    units = segments.UnitReader().feed(stream)
+    header = segments.parse_segment(next(u for u in units if u.kind == segments.SEGMENT).body)
+    return units, header
 
 
-def mutate_payload(stream: bytes, header_size: int, rng: random.Random, kind: str) -> bytes:
-    head, payload = bytearray(stream[:header_size]), bytearray(stream[header_size:])
-    n = len(payload)
-    if kind == "bit flips":
-        for _ in range(rng.randint(1, 8)):
-            i = rng.randrange(n)
-            payload[i] ^= 1 << rng.randrange(8)
-        return bytes(head + payload)
-    if kind == "burst":
-        start = rng.randrange(n)
-        length = min(rng.randint(2, 64), n - start)
-        payload[start:start + length] = bytes(rng.randrange(256) for _ in range(length))
-        return bytes(head + payload)
-    if kind == "truncation":
-        payload = payload[: rng.randrange(n)]
-    elif kind == "insertion":
-        at = rng.randrange(n + 1)
-        payload[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
-    else:  # deletion
-        at = rng.randrange(n)
-        del payload[at:at + rng.randint(1, 32)]
-    return re_sign(head, header_size, len(payload)) + bytes(payload)
+def _join(units) -> bytes:
+    return b"".join(segments.unit(k, b) if k in (segments.SEGMENT, segments.STREAM_END) else segments.inner_unit(k, b)
+                    for k, b in units)
+
+
+def mutate_payload(stream: bytes, rng: random.Random, kind: str) -> bytes:
+    """One picture unit's payload damaged, the unit re-signed."""
+    units, header = _units(stream)
+    pictures = [i for i, u in enumerate(units) if u.kind == segments.PICTURE]
+    target = rng.choice(pictures)
+    current = header
+    out = []
+    for i, u in enumerate(units):
+        if u.kind == segments.SEGMENT:
+            current = segments.parse_segment(u.body)
+        if i != target:
+            out.append((u.kind, u.body))
+            continue
+        picture = segments.parse_picture(u.body, current)
+        payload = bytearray(picture.payload)
+        n = max(len(payload), 1)
+        if kind == "bit flips":
+            for _ in range(rng.randint(1, 8)):
+                j = rng.randrange(n)
+                if j < len(payload):
+                    payload[j] ^= 1 << rng.randrange(8)
+        elif kind == "burst":
+            start = rng.randrange(n)
+            length = min(rng.randint(2, 64), len(payload) - start)
+            payload[start:start + length] = bytes(rng.randrange(256) for _ in range(max(length, 0)))
+        elif kind == "truncation":
+            payload = payload[: rng.randrange(n)]
+        elif kind == "insertion":
+            at = rng.randrange(len(payload) + 1)
+            payload[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
+        else:  # deletion
+            at = rng.randrange(n)
+            del payload[at:at + rng.randint(1, 32)]
+        out.append(("raw", segments.picture_unit(current, picture.records, bytes(payload))))
+    return b"".join(body if k == "raw" else (segments.unit(k, body) if k in (segments.SEGMENT, segments.STREAM_END)
+                                               else segments.inner_unit(k, body)) for k, body in out)
 
 
 def _header_value_change(header: bitstream.StreamHeader, rng: random.Random) -> str:
-    """Change one field of a parsed header in place; returns what was changed."""
-    lo, hi = header.ranges[0]
-    choice = rng.randrange(10)
-    if choice == 0:
+    """Change one field of a segment's parameters in place; returns what was changed."""
+    choice = rng.randrange(8)
+    if choice == 0 and header.ranges:
         scale = rng.choice([0.5, 0.9, 1.1, 2.0, 1e3, 1e30])
         header.ranges = [(a * scale, b * scale) for a, b in header.ranges]
-        return f"ranges x{scale:g}"
-    if choice == 1:
+        return f"range x{scale:g}"
+    if choice == 1 and header.ranges:
+        lo, hi = header.ranges[0]
         shift = (hi - lo) * rng.uniform(-2, 2)
         header.ranges = [(a + shift, b + shift) for a, b in header.ranges]
-        return "ranges shifted"
+        return "range shifted"
     if choice == 2:
-        header.ranges = [(-3e38, 3e38)] * len(header.ranges)
-        return "ranges huge"
-    if choice == 3:
         header.fill_level = rng.randrange(1024)
         return "fill level"
-    if choice == 4:
+    if choice == 3:
         header.orig_width, header.orig_height = rng.randint(1, 4000), rng.randint(1, 4000)
         return "original size"
-    if choice == 5:
+    if choice == 4:
         header.fps = header.fps * rng.choice([2, 3]) / rng.choice([1, 5])
         return "frame rate"
-    if choice == 6:
+    if choice == 5:
         header.qp = rng.randint(0, 63)
         return "QP"
-    if choice == 7:
-        header.recon_hash = bytes(rng.randrange(256) for _ in range(bitstream.ID_BYTES))
-        return "reconstruction hash"
-    if choice == 8:
+    if choice == 6:
         ident = bytearray(header.jde_id if rng.random() < 0.5 else header.model_id)
         ident[rng.randrange(len(ident))] ^= 0x01
         if rng.random() < 0.5:
@@ -131,31 +145,37 @@ def _header_value_change(header: bitstream.StreamHeader, rng: random.Random) -> 
         else:
             header.model_id = bytes(ident)
         return "identifier"
-    header.num_frames = max(1, header.num_frames + rng.choice([-1, 1]))
-    if header.per_frame_range:
-        header.ranges = (header.ranges + header.ranges)[: header.num_frames]
-    return "frame count"
+    return "reconstruction hash"
 
 
 def mutate_header(stream: bytes, header: bitstream.StreamHeader, rng: random.Random) -> tuple[bytes, str]:
-    """A forged header: a random byte of the fields, or one field's value, with the CRC re-signed."""
-    size = header.header_size
-    payload = stream[size:]
+    """A forged segment: a random byte of a segment header's body, or one field's value, or its end
+    unit's reconstruction hash, with the unit re-signed."""
+    units, _ = _units(stream)
+    starts = [i for i, u in enumerate(units) if u.kind == segments.SEGMENT]
+    target = rng.choice(starts)
+    out = [(u.kind, u.body) for u in units]
+    body = bytearray(units[target].body)
     if rng.random() < 0.5:
-        data = bytearray(stream[:size])
-        at = rng.randrange(4, size - CRC_BYTES - LENGTH_BYTES)
-        data[at] ^= rng.randint(1, 255)
-        return re_sign(data, size) + payload, "header byte"
-    forged, _ = bitstream.parse(stream)
-    what = _header_value_change(forged, rng)
+        body[rng.randrange(len(body))] ^= rng.randint(1, 255)
+        out[target] = (segments.SEGMENT, bytes(body))
+        return _join(out), "header byte"
+    seg = segments.parse_segment(bytes(body))
+    what = _header_value_change(seg.params, rng)
+    if what == "reconstruction hash":
+        end = next(i for i in range(target, len(units)) if units[i].kind == segments.SEGMENT_END)
+        e = bytearray(units[end].body)
+        e[-1 - rng.randrange(bitstream.ID_BYTES)] ^= 0x01
+        out[end] = (segments.SEGMENT_END, bytes(e))
+        return _join(out), what
     try:
-        out = bitstream.serialize(forged, payload)
-    except FcmError:  # serialize validates: a value no header may hold; forge the bytes instead
-        data = bytearray(stream[:size])
-        at = rng.randrange(4, size - CRC_BYTES - LENGTH_BYTES)
-        data[at] ^= 0xFF
-        return re_sign(data, size) + payload, "header byte"
-    return out, what
+        segments.segment_unit(seg)
+    except (FcmError, struct.error, OverflowError):  # a value no header may hold: forge the bytes instead
+        body[rng.randrange(len(body))] ^= 0xFF
+        out[target] = (segments.SEGMENT, bytes(body))
+        return _join(out), "header byte"
+    out[target] = (segments.SEGMENT, seg.body)
+    return _join(out), what
 
 
 def decode_once(stream: bytes, model, device, method, timeout: float) -> tuple[str, str | None, str]:
@@ -217,7 +237,7 @@ def main() -> int:
                 for i in range(n):
                     if part == "payload":
                         kind = PAYLOAD_KINDS[i % len(PAYLOAD_KINDS)]
-                        mutated = mutate_payload(stream, header.header_size, rng, kind)
+                        mutated = mutate_payload(stream, rng, kind)
                     else:
                         mutated, kind = mutate_header(stream, header, rng)
                     outcome, tracks, detail = decode_once(mutated, model, device, method, args.timeout)

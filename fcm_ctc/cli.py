@@ -12,14 +12,15 @@ from fcm_common.cli.options import codec_options, method_options, split_option
 from fcm_common.cli.support import (
     FcmCommand,
     FcmGroup,
+    device_option,
     jde_cfg_option,
+    option,
     print_table,
     progress,
     stderr_console,
     weights_option,
 )
 from fcm_common.coding.methods import check_method
-from fcm_common.core.device import DEVICE_CHOICES
 from fcm_common.core.errors import FcmError
 from fcm_common.model.bundled import bundled_weights
 from fcm_common.model.jde import load_jde
@@ -75,9 +76,9 @@ def _text(options: dict) -> dict:
               help="Folder holding the dataset's sequences (default $DATA).")
 @method_options(default="advmsfc", exclude=("channels",))  # k follows the QACT table across the rate points
 @split_option(help="Default: backbone for advmsfc, the dataset's anchor split for the anchor.")
-@codec_options(default="vtm")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
-              help="Runs go to OUT/<dataset>_<method>_<split>_<codec>/.")
+@codec_options(default="vtm", help="Inner codec (the MPEG framework codes with VTM).")
+@option("-o", "--output", "out", aliases=("--out",), type=click.Path(path_type=Path), default=Path("runs"),
+        show_default=True, help="Folder of the runs: each goes to OUTPUT/<dataset>_<method>_<split>_<codec>/.")
 @weights_option
 @jde_cfg_option
 @click.option("--qps", help="Rate points for every sequence (default: the dataset definition's).")
@@ -86,7 +87,7 @@ def _text(options: dict) -> dict:
 @click.option("--workers", type=click.IntRange(min=1), default=max((os.cpu_count() or 2) // 2, 1), show_default=True,
               help="Local Dask workers (ignored with --scheduler).")
 @click.option("--scheduler", help="Existing Dask scheduler, e.g. tcp://host:8786 (its workers need fcm installed).")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@device_option
 def run(dataset, data_root, method, method_options, split, codec, out, weights, jde_cfg, qps, range_text, max_frames,
         workers, scheduler, device):
     """Run every (sequence, QP) pair of a dataset; finished pairs are skipped, so re-running resumes."""

@@ -8,9 +8,18 @@ from pathlib import Path
 import click
 
 from fcm_common.cli.options import click_option, codec_options, split_option
-from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
+from fcm_common.cli.report import MODE_HELP
+from fcm_common.cli.support import (
+    FcmCommand,
+    device_option,
+    jde_cfg_option,
+    open_network,
+    print_table,
+    progress,
+    weights_option,
+)
 from fcm_common.coding.methods.advmsfc import MODEL_OPTION, AdvMSFCMethod
-from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.device import resolve_device
 from fcm_common.data.sources import open_source
 from fcm_common.evaluation.mot_metrics import MODE_CHOICES
 from fcm_common.msfc.checkpoint import record_qact
@@ -29,21 +38,22 @@ def _ints(text: str) -> list[int]:
 
 @click.command(name="fcm-calibrate", cls=FcmCommand)
 @click.argument("sequences", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SEQUENCE...")
-@split_option(required=True)
+@split_option(required=True, help="JDE split point of the model.")
 @click_option(MODEL_OPTION, required=True)
 @weights_option
 @jde_cfg_option
 @click.option("--qps", default="22,27,32,37,42,47", show_default=True, help="QPs of the table (comma-separated).")
 @click.option("--channels", "channel_text", help="Candidate channel counts (default: those of the model's QACT table).")
-@codec_options(default="vvenc")
-@click.option("--intra-period", type=click.IntRange(min=1), default=32, show_default=True)
+@codec_options(default="vvenc", help="Inner codec.")
+@click.option("--intra-period", type=click.IntRange(min=1), default=32, show_default=True, help="Intra period in frames.")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Only the first N frames of each sequence.")
 @click.option("--eval-mode", type=click.Choice(MODE_CHOICES), default="auto", show_default=True,
-              help="Evaluation rules (auto: tvd/hieve for TVD/HiEve sequences, the MOTChallenge devkit's otherwise).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("qact_calibrated.toml"), show_default=True)
+              help=MODE_HELP)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("qact_calibrated.toml"), show_default=True,
+              help="QACT table to write (pass it to fcm-encode --qact).")
 @click.option("--record-in-model", is_flag=True,
               help="Also write the calibrated table into the --model file (what fcm-encode uses by default).")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@device_option
 def main(sequences, split, model_path, weights, jde_cfg, qps, channel_text, codec, intra_period, max_frames, eval_mode,
          output, record_in_model, device):
     """Measure rate and MOTA of every (QP, channels) pair on SEQUENCE folders and write a QACT table."""

@@ -2,43 +2,163 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
 from fcm_common.cli.options import decoder_options, method_decode_options
-from fcm_common.cli.report import eval_options, evaluate_and_print, prepare_ground_truth
-from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
+from fcm_common.cli.report import eval_options, evaluate_and_print, ground_truth_files, prepare_ground_truth
+from fcm_common.cli.support import (
+    FcmCommand,
+    device_option,
+    jde_cfg_option,
+    open_network,
+    print_table,
+    progress,
+    require_network,
+    stderr_console,
+    warn,
+    weights_option,
+)
 from fcm_common.core.atomic import atomic_path, check_writable, refuse_overwriting_inputs
-from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
-from fcm_common.data.mot_format import write_rows
+from fcm_common.coding import segments
+from fcm_common.data.mot_format import FILE_ORIGIN, format_rows, write_rows
+from fcm_common.model.splits import SPLITS
+from fcm_common.streaming.transport import open_input, parse_tcp
 from fcm_common.evaluation.mot_metrics import SequenceResult
-from fcm_common.tracking.tracker import BUFFER_MODES
+from fcm_common.tracking.tracker import BUFFER_HELP, BUFFER_MODES
 from fcm_decoder.decoder import decode_stream, read_stream
+from fcm_decoder.stream_decoder import decode_units, percentiles
 
 
 @click.command(name="fcm-decode", cls=FcmCommand)
-@click.argument("bitstream_path", metavar="IN.bin", type=click.Path(path_type=Path))
+@click.argument("bitstream_path", metavar="IN", required=False, type=click.Path(path_type=Path))
+@click.option("--listen", metavar="tcp://HOST:PORT",
+              help="Receive the stream from fcm-encode -o tcp://HOST:PORT instead of reading IN (encoders may "
+                   "connect, drop and reconnect; decoding ends with the stream's end).")
 @weights_option
 @jde_cfg_option
 @method_decode_options
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="MOTChallenge tracks (default: IN.txt).")
+@click.option("-o", "--output", type=str, metavar="FILE|-",
+              help="MOTChallenge tracks: a file, written complete at the end (default: IN.txt), or - for rows on "
+                   "stdout as each frame is tracked (the default for stdin and --listen).")
 @click.option("--gt", "gt_path", type=click.Path(path_type=Path), help="Ground truth (gt.txt or sequence folder): print MOTA and friends.")
 @eval_options()
 @click.option("--save-features", type=click.Path(path_type=Path), help="Write the reconstructed split tensors to an .npz file.")
 @decoder_options
-@click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True)
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
-def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval_mode, gt_layout, save_features, decoder,
-         codec_options, buffer_mode, device):
-    """Decode IN.bin, run JDE part 2 and the tracker, and write MOTChallenge tracks."""
-    header, payload, size = read_stream(bitstream_path)
+@click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True, help=BUFFER_HELP)
+@device_option
+def main(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_path, eval_mode, gt_layout, save_features,
+         decoder, codec_options, buffer_mode, device):
+    """Decode IN (an fcm bitstream file, or - for stdin), run JDE part 2 and the tracker, and write
+    MOTChallenge tracks."""
+    if (bitstream_path is None) == (listen is None):
+        raise click.UsageError("give IN (a file or -) or --listen tcp://HOST:PORT")
+    if listen is not None:
+        parse_tcp(listen)  # a malformed address is refused before any work
+    elif str(bitstream_path) != "-" and not bitstream_path.exists():
+        raise FcmError(f"bitstream not found: {bitstream_path}")
+    elif bitstream_path.is_dir():
+        raise FcmError(f"{bitstream_path} is a folder, not a bitstream")
     target = None if gt_path is None else prepare_ground_truth(gt_path, eval_mode, gt_layout)
+    if listen is None and str(bitstream_path) != "-" and not bitstream_path.is_dir() and bitstream_path.is_file() \
+            and not _segmented_file(bitstream_path):
+        return _decode_file(bitstream_path, weights, jde_cfg, method_options, output, gt_path, target, save_features,
+                            decoder, codec_options, buffer_mode, device)
+    return _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_path, target,
+                        save_features, decoder, codec_options, buffer_mode, device)
+
+
+def _segmented_file(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return segments.is_segmented(fh.read(len(segments.SYNC)))
+
+
+def _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_path, target, save_features,
+                 decoder, codec_options, buffer_mode, device):
+    """A version-3 stream (a file, stdin or a TCP listener), tracked as it arrives."""
+    streaming_in = listen is not None or str(bitstream_path) == "-"
+    if output is None:
+        output = "-" if streaming_in else str(Path(bitstream_path).with_suffix(".txt"))
+    rows_out = output == "-"
+    if not streaming_in:
+        for path in (None if rows_out else output, save_features):
+            if path is not None:
+                refuse_overwriting_inputs(path, bitstream_path)
+    check_writable(None if rows_out else output, save_features)
+    if save_features is not None and not rows_out and Path(save_features).resolve() == Path(output).resolve():
+        raise FcmError(f"--save-features and -o are the same file {output}")
+    chunks = open_input(bitstream_path, listen)
+    dev = resolve_device(device)
+    model = open_network(weights, jde_cfg, dev, what=str(bitstream_path or listen))
+    tables = stderr_console if rows_out else None
+    out = sys.stdout
+
+    def on_frame(rows, number, latency):
+        if rows_out and rows:
+            out.write(format_rows(rows, FILE_ORIGIN))
+        if rows_out:
+            out.flush()
+        bar.advance(task, 1)
+
+    with progress() as bar:
+        task = bar.add_task("decoding", total=None)
+        report = decode_units(
+            chunks, model, dev, decoder=decoder, buffer_mode=buffer_mode, keep_features=save_features is not None,
+            on_frame=on_frame, on_warning=warn,
+            check_params=lambda params: require_network(model, params, str(bitstream_path or listen)),
+            **method_options, **codec_options,
+        )
+    seq = report.tracker
+    if report.frames == 0:
+        raise FcmError(f"no frame could be decoded: {report.summary() or 'the stream holds none'} (see the warnings above)")
+    if save_features is not None and report.features:
+        layers = SPLITS[report.params.split].layers
+        with atomic_path(save_features) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{f"layer_{layer}": np.stack([f[i] for f in report.features]) for i, layer in enumerate(layers)})
+    if not rows_out:
+        write_rows(output, seq.rows)
+    p = report.params
+    print_table(
+        f"fcm-decode {bitstream_path or listen}: {p.method}/{p.split}, {p.codec} QP {p.qp} ({p.gop})\n"
+        f"network: {model.network_name}" + report.method.describe_model(),
+        ["frames", "first", "segments", "bytes", "kbps", "lost", "detections", "tracks", "output"],
+        [[report.frames, report.first_frame, report.segments, report.total_bytes, report.kbps, report.lost_frames,
+          seq.detections, len({r.track_id for r in seq.rows}), str(output)]],
+        console=tables,
+    )
+    per_frame = {k: v / max(report.frames, 1) for k, v in report.seconds.items()}
+    print_table("time per frame (s)", list(per_frame), [[v for v in per_frame.values()]], console=tables)
+    if report.latencies:
+        p50, p95, worst = percentiles(report.latencies)
+        print_table("latency, capture to tracks (ms; the encoder's and this clock)", ["frames", "p50", "p95", "max"],
+                    [[len(report.latencies), f"{p50 * 1000:.0f}", f"{p95 * 1000:.0f}", f"{worst * 1000:.0f}"]],
+                    console=tables)
+    if target is not None:
+        sequence = ground_truth_files(gt_path)[0]
+        last = seq.frame_number - 1
+        evaluate_and_print([SequenceResult(sequence, target, seq.rows, max_frame=last)],
+                           tracks_file=None if rows_out else Path(output), console=tables)
+    if not report.ok:
+        raise FcmError(f"the stream was damaged or incomplete: {report.summary()} (see the warnings above; the "
+                       f"tracks of the frames received are in {'the rows printed' if rows_out else output})")
+    return None
+
+
+def _decode_file(bitstream_path, weights, jde_cfg, method_options, output, gt_path, target, save_features, decoder,
+                 codec_options, buffer_mode, device):
+    """A version-2 file (fcm before segmented streams): decoded whole, released only when its hash matched."""
+    header, payload, size = read_stream(bitstream_path)
     dev = resolve_device(device)
     model = open_network(weights, jde_cfg, dev, header, str(bitstream_path))
-    output = output or bitstream_path.with_suffix(".txt")
+    output = Path(output) if output else bitstream_path.with_suffix(".txt")
+    if str(output) == "-":
+        raise FcmError("-o - (rows as frames are tracked) needs a version-3 stream; this file is version 2")
     for path in (output, save_features):
         if path is not None:
             refuse_overwriting_inputs(path, bitstream_path)
@@ -73,6 +193,7 @@ def main(bitstream_path, weights, jde_cfg, method_options, output, gt_path, eval
     per_frame = {k: v / header.num_frames for k, v in report.seconds.items()}
     print_table("time per frame (s)", list(per_frame), [[v for v in per_frame.values()]])
     if target is not None:
-        return evaluate_and_print([SequenceResult(bitstream_path.stem, target, seq.rows, max_frame=header.num_frames)],
+        sequence = ground_truth_files(gt_path)[0]  # the metrics row names the sequence, not the .bin
+        return evaluate_and_print([SequenceResult(sequence, target, seq.rows, max_frame=header.num_frames)],
                                   tracks_file=output)
     return None

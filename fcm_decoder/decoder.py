@@ -10,6 +10,7 @@ a damaged payload or a re-signed header never produces an output file.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,15 +91,16 @@ def decoded_frames(codec: InnerCodec, header: bitstream.StreamHeader, payload: b
     frames = iter(codec.decode(payload, header.coded_width, header.coded_height, header.num_frames, workdir,
                                header.sample_bits))
     index = 0
-    while True:
-        with timer.stage("decode"):
-            frame = next(frames, None)
-        if frame is None:
-            break
-        check_decoded_frame(frame, header.sample_bits, index)
-        index += 1
-        bitstream.hash_frame(digest, frame)
-        yield frame
+    with contextlib.closing(frames):
+        while True:
+            with timer.stage("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                break
+            check_decoded_frame(frame, header.sample_bits, index)
+            index += 1
+            bitstream.hash_frame(digest, frame)
+            yield frame
     if bitstream.digest16(digest) != header.recon_hash:
         raise FcmError(
             "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
@@ -126,6 +128,9 @@ def decode_stream(
     ``options`` (with ``model_path`` and ``vtm_dir``) are the command-line options of the methods
     and codecs: each takes its own. Results are released only once the reconstruction hash matched.
     """
+    if header.version == 3:  # a segmented stream: ``payload`` is the whole stream
+        return _decode_segmented(header, payload, total_bytes, model, device, method, model_path, decoder, vtm_dir,
+                                 buffer_mode, keep_features, progress, **options)
     options = {"model_path": model_path, "vtm_dir": vtm_dir, "model_id": header.model_id, **options}
     check_network(header, model)
     method = method or method_for_decoding(header.method, device, **options)
@@ -137,8 +142,10 @@ def decode_stream(
     timer = StageTimer(device)
     saved: list[list[np.ndarray]] = []
 
-    with tempfile.TemporaryDirectory(prefix="fcm-dec-") as tmp, torch.inference_mode():
-        for index, frame in enumerate(decoded_frames(codec, header, payload, Path(tmp), timer)):
+    with tempfile.TemporaryDirectory(prefix="fcm-dec-") as tmp, torch.inference_mode(), \
+            contextlib.closing(decoded_frames(codec, header, payload, Path(tmp), timer)) as frames:
+        # closing: on any error the inner decoder (an ffmpeg process) is stopped before the folder goes
+        for index, frame in enumerate(frames):
             with timer.stage("unpack_dequantise"):
                 coded = [t[None] for t in frame_to_tensors(frame, fmt, *header.range_of(index), device=device)]
             with timer.stage("nn_part2"):
@@ -158,3 +165,26 @@ def decode_stream(
         layers = SPLITS[header.split].layers
         features = {f"layer_{layer}": np.stack([s[i] for s in saved]) for i, layer in enumerate(layers)}
     return DecodeReport(header, total_bytes, dict(timer.seconds), tracker, features, method)
+
+
+def _decode_segmented(header, data, total_bytes, model, device, method, model_path, decoder, vtm_dir, buffer_mode,
+                      keep_features, progress, **options) -> DecodeReport:
+    """A stored version-3 stream, decoded in full; any loss is an error (the library's contract: results
+    only from a stream that decoded completely and matched its hashes)."""
+    from fcm_decoder.stream_decoder import decode_units
+
+    report = decode_units([data], model, device, method=method, model_path=model_path, decoder=decoder,
+                          vtm_dir=vtm_dir, buffer_mode=buffer_mode, keep_features=keep_features,
+                          on_frame=(lambda rows, number, latency: progress(1)) if progress else None, **options)
+    if report.mismatches:
+        raise FcmError(
+            "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
+            "the payload or the header is damaged, or the VVC decoder does not conform"
+        )
+    if not report.ok:
+        raise FcmError(f"the stream is damaged: {report.losses[0].describe()}")
+    features = None
+    if keep_features:
+        layers = SPLITS[header.split].layers
+        features = {f"layer_{layer}": np.stack([s[i] for s in report.features]) for i, layer in enumerate(layers)}
+    return DecodeReport(header, total_bytes, report.seconds, report.tracker, features, report.method)

@@ -14,24 +14,30 @@ non-conforming decoder cannot go unnoticed.
 
 from __future__ import annotations
 
+import collections
+import queue
 import tempfile
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import torch
 
-from fcm_common.coding import bitstream
+from fcm_common.coding import bitstream, segments
 from fcm_common.coding.codecs import CodecParams, InnerCodec, check_decoded_frame, make_codec
 from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
 from fcm_common.coding.methods import FeatureMethod
 from fcm_common.coding.packing import FrameLayout
 from fcm_common.coding.quantization import RangeSpec, float32_range, value_range, zero_level
 from fcm_common.coding.rate import kbps
+from fcm_common.coding.segments import FrameRecord
 from fcm_common.core.errors import FcmError
 from fcm_common.core.timing import StageTimer
-from fcm_common.data.sources import FrameSource
+from fcm_common.data.sources import FrameSource, SourceError
 from fcm_common.model.preprocess import network_inputs
 from fcm_common.model.splits import SplitPoint, get_split
 
@@ -52,6 +58,7 @@ class EncodeSettings:
     sample_bits: int = 10
     batch_size: int = 1
     threads: int = 0
+    segment: int | None = None  # frames per segment (at most the intra period); None: the intra period
 
     def __post_init__(self) -> None:
         self.split = get_split(self.split)
@@ -59,9 +66,14 @@ class EncodeSettings:
             self.codec = make_codec(self.codec)
         self.codec.check_qp(self.qp)
 
+    @property
+    def segment_length(self) -> int:
+        """Frames per segment: each segment is coded on its own, starting with an intra picture."""
+        return min(self.segment or self.intra_period, self.intra_period)
+
     def codec_params(self, fps: float) -> CodecParams:
         return CodecParams(
-            qp=self.qp, fps=fps, intra_period=self.intra_period, preset=self.preset, gop=self.gop,
+            qp=self.qp, fps=fps, intra_period=self.segment_length, preset=self.preset, gop=self.gop,
             threads=self.threads, sample_bits=self.sample_bits,
         )
 
@@ -78,6 +90,8 @@ class EncodeReport:
     ranges: list[tuple[float, float]]
     seconds: dict[str, float]
     chunked: bool = False
+    segments: int = 0
+    sink: object | None = None  # the StreamSink written to (its drop count, for live outputs)
 
     @property
     def kbps(self) -> float:
@@ -121,13 +135,53 @@ class _Pass:
         self.source, self.model, self.method, self.settings, self.device, self.timer = source, model, method, settings, device, timer
 
     def __iter__(self):
-        """(coded tensors of a batch (B, k, H, W) each, their letterbox geometry)."""
+        """(coded tensors of a batch (B, k, H, W) each, their letterbox geometry). Frames are read and
+        letterboxed one batch ahead in a thread of their own (image decoding and resizing overlap the
+        network)."""
         model = self.model
-        for batch, boxes in network_inputs(self.source, model.input_width, model.input_height, self.settings.batch_size):
+        self.source.capture_times.clear()
+        inputs = network_inputs(self.source, model.input_width, model.input_height, self.settings.batch_size)
+        for batch, boxes in _read_ahead(inputs):
             with self.timer.stage("nn_part1"):
                 feats = model.forward_part1(batch.to(self.device), self.settings.split)
                 coded = self.method.reduce(feats)
             yield coded, boxes
+
+
+def _read_ahead(items, depth: int = 2):
+    """``items`` produced by a thread, at most ``depth`` ahead; its exceptions are raised here."""
+    out: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(end)
+        except BaseException as exc:  # noqa: BLE001 - raised in the consumer
+            out.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="fcm-read-ahead")
+    thread.start()
+    try:
+        while (item := out.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        close = getattr(items, "close", None)
+        if close is not None and not thread.is_alive():
+            close()
 
 
 def measure_range(reduced: _Pass, progress: ProgressFn | None = None) -> tuple[float, float]:
@@ -265,26 +319,255 @@ def encode_sequence(
     device: torch.device,
     progress: ProgressFn | None = None,
 ) -> tuple[bytes, EncodeReport]:
-    """Encode a frame source; returns the complete bitstream and a report."""
+    """Encode a frame source; returns the complete stream (version 3, as stored) and a report."""
+    from fcm_common.streaming.transport import BytesSink
+
+    sink = BytesSink()
+    report = encode_stream(source, model, method, settings, device, sink, progress)
+    return sink.getvalue(), report
+
+
+def encode_stream(
+    source: FrameSource,
+    model,
+    method: FeatureMethod,
+    settings: EncodeSettings,
+    device: torch.device,
+    sink,
+    progress: ProgressFn | None = None,
+) -> EncodeReport:
+    """Encode a frame source into ``sink`` (a :class:`~fcm_common.streaming.transport.StreamSink`), unit
+    by unit, as the frames come: the file ``fcm-encode`` writes and a live stream are made here, alike.
+
+    Two threads: this one reads frames, runs NN part 1 and the method, quantises and packs each frame
+    and writes it to the segment's inner encoder (which codes in a process of its own, so that the
+    network works on frame n+1 while the codec codes frame n); a collector thread takes each picture
+    the codec gives out and sends it as a picture unit, then closes each segment with its end unit
+    (the reconstruction hash: the segment decoded once more, as a decoder will)."""
     timer = StageTimer(device)
     reduced = _Pass(source, model, method, settings, device, timer)
     plan = plan_frames(reduced, progress)
+    frames_done = 0
     with tempfile.TemporaryDirectory(prefix="fcm-enc-") as tmp:
-        coded = code_frames(reduced, plan, Path(tmp), progress)
-        header = stream_header(source, model, method, settings, plan, coded)
-        with timer.stage("reconstruction_hash"):
-            header.recon_hash = reconstruction_hash(settings.codec, coded, header, Path(tmp))
-    data = bitstream.serialize(header, coded.payload)
-    report = EncodeReport(
-        frames=coded.frames,
-        fps=float(header.fps),
-        total_bytes=len(data),
-        header_bytes=header.header_size,
+        collector = _Collector(settings, plan, sink, Path(tmp), timer)
+        collector.start()
+        segment = None
+        source_error = None
+        try:
+            frames = packed_frames(reduced, plan, progress)
+            while True:
+                try:
+                    item = next(frames, None)
+                except SourceError as exc:
+                    if not sink.live:
+                        raise
+                    # a live source that breaks (stdin cut inside a frame): the frames read are sent as a
+                    # complete stream, then the error is reported
+                    source_error = exc
+                    item = None
+                if item is None:
+                    break
+                frame, lo_hi = item
+                capture = source.capture_times.popleft() if source.capture_times else time.time()
+                if segment is None or segment.frames == settings.segment_length:
+                    if segment is not None:
+                        segment.close()
+                    segment = collector.open_segment(source, model, method, settings, plan, frames_done, capture)
+                segment.write(frame, FrameRecord(capture, lo_hi if plan.fixed_range is None else None), timer)
+                frames_done += 1
+                if segment.frames == settings.segment_length - 1 and settings.segment_length > 1:
+                    collector.prepare_next(source)
+                collector.check()
+            if segment is not None:
+                segment.close()
+            collector.finish(frames_done)
+        except BaseException:
+            collector.abort()
+            raise
+    if source_error is not None:
+        raise source_error
+    if frames_done == 0:
+        raise FcmError(f"{source.path}: no frames to encode")
+    return EncodeReport(
+        frames=frames_done,
+        fps=float(Fraction(source.fps).limit_denominator(1001)),
+        total_bytes=collector.total_bytes,
+        header_bytes=collector.total_bytes - collector.payload_bytes,
         coded_width=plan.width,
         coded_height=plan.height,
         coded_channels=[k for k, _, _ in plan.coded_shapes],
-        ranges=header.ranges,
+        ranges=collector.ranges if plan.fixed_range is None else [plan.fixed_range],
         seconds=dict(timer.seconds),
-        chunked=coded.chunked,
+        segments=collector.segments,
+        sink=sink,
     )
-    return data, report
+
+
+class _Segment:
+    """One segment being coded: its header, its inner encoder, the records of the frames written."""
+
+    def __init__(self, header: segments.SegmentHeader, encoder, collector: _Collector):
+        self.header, self.encoder, self.collector = header, encoder, collector
+        self.records: list[FrameRecord] = []
+        self.frames = 0
+        self.closed = False
+
+    def write(self, frame, record: FrameRecord, timer: StageTimer) -> None:
+        self.records.append(record)  # before the frame: the collector reads it when the picture comes out
+        with timer.stage("encode"):
+            self.encoder.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.encoder.close()
+
+
+class _Aborted(Exception):
+    """The encoding stopped: the collector sends nothing more."""
+
+
+class _Collector(threading.Thread):
+    """Sends each segment's units in order: its header, its pictures as the codec gives them out, its
+    end with the reconstruction hash; the stream end after the last one."""
+
+    def __init__(self, settings: EncodeSettings, plan: FramePlan, sink, workdir: Path, timer: StageTimer):
+        super().__init__(daemon=True, name="fcm-encode-collector")
+        self.settings, self.plan, self.sink, self.workdir, self.timer = settings, plan, sink, workdir, timer
+        self.jobs: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.total_bytes = self.payload_bytes = 0
+        self.segments = 0
+        self.ranges: list[tuple[float, float]] = []
+        self.open: list[_Segment] = []
+        self.spare = None  # the next segment's encoder, started ahead (its start-up overlaps this segment)
+        self.aborted = False
+
+        self.folders = 0
+
+    def _open_encoder(self, source):
+        """A segment's encoding session, in a folder of its own (sessions overlap: the next one is
+        started ahead, and VTM codes several segments at once with --vtm-jobs)."""
+        folder = self.workdir / f"segment-{self.folders}"
+        self.folders += 1
+        folder.mkdir()
+        return self.settings.codec.open_encoder(self.plan.width, self.plan.height,
+                                                self.settings.codec_params(source.fps), folder)
+
+    def prepare_next(self, source) -> None:
+        if self.spare is None:
+            self.spare = self._open_encoder(source)
+
+    def open_segment(self, source, model, method, settings, plan, first_frame: int, base_time: float) -> _Segment:
+        params = bitstream.StreamHeader(
+            method=method.name, split=settings.split.name, codec=settings.codec.name, sample_bits=settings.sample_bits,
+            qp=settings.qp, gop=settings.gop, intra_period=settings.segment_length, orig_width=source.width,
+            orig_height=source.height, input_width=model.input_width, input_height=model.input_height, num_frames=1,
+            fps=Fraction(source.fps).limit_denominator(1001), coded_width=plan.width, coded_height=plan.height,
+            fused_channels=tuple(method.fused_channels(plan.split_shapes)), layout=plan.layout,
+            ranges=[] if plan.fixed_range is None else [plan.fixed_range], fill_level=plan.format.fill_level,
+            jde_id=bitstream.hex_id(model.weights_id), model_id=method.model_id,
+            per_frame_range=plan.fixed_range is None,
+        )
+        timestamps = self.sink.live or source.live or source.realtime  # a stored sequence: no times (same bytes every run)
+        header = segments.SegmentHeader(self.segments, first_frame, params, base_time if timestamps else 0.0,
+                                        timestamps=timestamps)
+        self.segments += 1
+        encoder, self.spare = self.spare, None
+        if encoder is None:
+            encoder = self._open_encoder(source)
+        segment = _Segment(header, encoder, self)
+        self.open.append(segment)
+        self.jobs.put(segment)
+        return segment
+
+    def _send(self, data: bytes, payload: int = 0, segment_start: bool = False, frames: int = 0) -> None:
+        if self.aborted:
+            raise _Aborted()
+        self.sink.write(data, segment_start=segment_start, frames=frames)
+        self.total_bytes += len(data)
+        self.payload_bytes += payload
+
+    def run(self) -> None:
+        workers = max(1, int(self.settings.codec.parallel_segments))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="fcm-segment") if workers > 1 else None
+        pending: collections.deque = collections.deque()  # (segment, its pictures being coded), in order
+        try:
+            while True:
+                job = self.jobs.get()
+                if job is None or isinstance(job, int):
+                    while pending:
+                        self._segment(*self._take(pending))
+                    if isinstance(job, int):
+                        self._send(segments.stream_end_unit(job, self.segments))
+                    return
+                if pool is None:
+                    self._segment(job, job.encoder.pictures())
+                    continue
+                pending.append((job, pool.submit(lambda j=job: list(j.encoder.pictures()))))
+                while len(pending) > workers or (pending and pending[0][1].done()):
+                    self._segment(*self._take(pending))
+        except _Aborted:
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the encoding thread
+            self.error = exc
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _take(pending):
+        segment, future = pending.popleft()
+        return segment, future.result()
+
+    def _segment(self, segment: _Segment, pictures) -> None:
+        header = segment.header
+        self._send(segments.segment_unit(header), segment_start=True)
+        payload, taken, sent = bytearray(), 0, 0
+        for data, pictures in pictures:
+            taken += pictures
+            payload += data
+            if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment
+                self._picture(header, segment.records[sent:taken], bytes(payload[-len(data):]) if data else b"")
+                sent = taken
+        if not self.sink.live or sent < taken or not taken:
+            self._picture(header, segment.records[sent:taken], bytes(payload) if not self.sink.live else b"")
+        with self.timer.stage("reconstruction_hash"):
+            digest = segments.segment_hash(header)
+            frames = self.settings.codec.decode(bytes(payload), self.plan.width, self.plan.height, taken, self.workdir,
+                                                self.settings.sample_bits)
+            for index, frame in enumerate(frames):
+                check_decoded_frame(frame, self.settings.sample_bits, header.first_frame + index)
+                segments.hash_range(digest, segment.records[index])
+                bitstream.hash_frame(digest, frame)
+        self._send(segments.segment_end_unit(header.index, taken, bitstream.digest16(digest)))
+        self.open.remove(segment)
+
+    def _picture(self, header, records, data: bytes) -> None:
+        if header.per_frame_range:
+            self.ranges.extend(r.range for r in records)
+        self._send(segments.picture_unit(header, records, data), payload=len(data), frames=len(records))
+
+    def check(self) -> None:
+        """Raise the collector's error in the encoding thread."""
+        if self.error is not None:
+            raise self.error
+
+    def finish(self, frames: int) -> None:
+        if self.spare is not None:  # started for a segment that never came
+            self.spare.abort()
+            self.spare = None
+        self.jobs.put(frames)
+        while self.is_alive():
+            self.join(timeout=0.1)
+        self.check()
+
+    def abort(self) -> None:
+        self.aborted = True  # nothing more is sent
+        for segment in list(self.open):
+            segment.encoder.abort()
+        if self.spare is not None:
+            self.spare.abort()
+        self.jobs.put(None)
+        self.join(timeout=10)

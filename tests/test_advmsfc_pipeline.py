@@ -16,6 +16,9 @@ from fcm_common.tracking.sequence import SequenceTracker
 from fcm_decoder.decoder import decode_stream
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 
+# every test here needs the module's trained model (20 s on 2 cores): make test runs them, make test-fast not
+pytestmark = pytest.mark.slow
+
 TINY_ARCH = """
 [dn53]
 fused_channels = 1024
@@ -86,7 +89,7 @@ def test_lossless_advmsfc_stream_reproduces_the_in_process_pipeline(trained, sma
     data, report = encode_sequence(open_source(small_sequence), small_jde, method, settings, torch.device("cpu"))
     header, payload = bitstream.parse(data)
     assert header.method == "advmsfc" and header.coded_channels == [96] and header.fused_channels == (536,)
-    assert header.model_id == method.model_id and report.header_bytes == 124
+    assert header.model_id == method.model_id and report.header_bytes == header.header_size < 200  # one segment
     out = decode_stream(header, payload, len(data), small_jde, torch.device("cpu"), model_path=str(model))
     lo, hi = header.ranges[0]
     ref = _reference(small_jde, method, small_sequence, lo, hi)

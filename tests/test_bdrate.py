@@ -56,6 +56,7 @@ def _csv(path, rows):
     return path
 
 
+@pytest.mark.slow
 def test_cli_prints_bd_rates_and_draws_curves(tmp_path):
     anchor = _csv(tmp_path / "anchor.csv", [("S1", "sequence", r, m) for r, m in zip(RATES, MOTA)]
                   + [("C", "class", r, m) for r, m in zip(RATES, MOTA)])

@@ -109,7 +109,7 @@ def _patch(offset: int, fmt: str, value) -> bytes:
         (8, ">B", 0x80, "unknown flags"),
         (9, ">B", 12, "invalid sample format"),
         (10, ">b", 70, "invalid QP 70"),
-        (11, ">B", 2, "invalid GOP structure code 2"),
+        (11, ">B", 3, "invalid GOP structure code 3"),
         (12, ">H", 0, "invalid intra period 0"),
         (18, ">H", 330, "invalid network input size"),
         (22, ">I", 0, "no frames"),

@@ -46,6 +46,7 @@ def test_bundled_jde_budget_and_layer_graph():
         assert [(h, w) for _, h, w in shapes] == split.grids(576, 320)
 
 
+@pytest.mark.slow
 def test_bundled_jde_tracks_the_shipped_sample(tmp_path):
     result = run_cli("fcm-track", SAMPLE, "-o", tmp_path / "tracks.txt", "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -78,6 +79,7 @@ def _coded_mota(stdout: str, name: str) -> float:
     return float(re.search(rf"{name}\s*│\s*([-\d.]+)", stdout.split("MOT metrics")[1]).group(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["anchor", "advmsfc"])
 def test_the_design_command_lines_work_with_no_model_flags(method, tmp_path):
     """`fcm-encode <sample> --qp 32 --split backbone [--method anchor]` and `fcm-decode out.bin --gt <sample>`."""
@@ -94,9 +96,10 @@ def test_the_design_command_lines_work_with_no_model_flags(method, tmp_path):
     dec = run_cli("fcm-decode", out, "--gt", SAMPLE, cwd=tmp_path)
     assert dec.returncode == 0, dec.stderr
     assert BUNDLED_JDE_NAME in dec.stdout
-    assert -5 <= _coded_mota(dec.stdout, "out") <= 1  # a real score of the 12 frames (no floor at QP 32: docs/results.md)
+    assert -5 <= _coded_mota(dec.stdout, SAMPLE.name) <= 1  # a real score of the 12 frames (no floor at QP 32: docs/results.md)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, split, floor", [("anchor", "dn53", ANCHOR_MOTA_FLOOR), ("advmsfc", "backbone", ADVMSFC_MOTA_FLOOR)])
 def test_accuracy_after_coding_stays_above_the_measured_floor(method, split, floor, tmp_path):
     out = tmp_path / "out.bin"
@@ -105,9 +108,10 @@ def test_accuracy_after_coding_stays_above_the_measured_floor(method, split, flo
     assert enc.returncode == 0, enc.stderr
     dec = run_cli("fcm-decode", out, "--gt", SAMPLE)
     assert dec.returncode == 0, dec.stderr
-    assert _coded_mota(dec.stdout, "out") >= floor, dec.stdout
+    assert _coded_mota(dec.stdout, SAMPLE.name) >= floor, dec.stdout
 
 
+@pytest.mark.slow
 def test_a_stream_of_another_network_needs_its_weights(small_sequence, small_cfg, tmp_path):
     out = tmp_path / "random.bin"
     enc = run_cli("fcm-encode", small_sequence, "--weights", "random", "--jde-cfg", small_cfg, "--method", "anchor",

@@ -32,6 +32,7 @@ def test_decode_writes_tracks_and_evaluates(small_stream, small_sequence, small_
                      "--gt", small_sequence, "--save-features", feats, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "MOTA" in result.stdout and "OVERALL" in result.stdout
+    assert "SYN-02" in result.stdout.split("MOT metrics")[1]  # the row names the sequence, not the stream file
     read_rows(tracks)
     with np.load(feats) as npz:
         assert sorted(npz.files) == ["layer_36", "layer_61", "layer_74"]
@@ -39,25 +40,30 @@ def test_decode_writes_tracks_and_evaluates(small_stream, small_sequence, small_
 
 
 def test_decode_errors_are_one_line_and_leave_no_output(small_stream, small_cfg, tmp_path):
+    """A stream with nothing decodable is one error line and no output; a stream damaged after some of
+    its frames gives their tracks, a warning naming what was lost, and an error (status 1) at the end."""
     out, _ = small_stream
     data = out.read_bytes()
     tracks = tmp_path / "t.txt"
     args = ["--weights", "random", "--jde-cfg", small_cfg, "-o", tracks, "--device", "cpu"]
     assert_one_line_error(run_in_process("fcm-decode", tmp_path / "none.bin", *args), "bitstream not found")
     (tmp_path / "trunc.bin").write_bytes(data[:100])
-    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "trunc.bin", *args), "truncated bitstream")
-    (tmp_path / "short.bin").write_bytes(data[:-10])
-    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "short.bin", *args), "payload has")
+    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "trunc.bin", *args), "no segment")
     bad = bytearray(data)
-    bad[20] ^= 0xFF
+    bad[20] ^= 0xFF  # inside the segment header: its CRC fails, the only segment is gone
     (tmp_path / "crc.bin").write_bytes(bytes(bad))
-    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "crc.bin", *args), "header CRC mismatch")
-    bad = bytearray(data)
-    bad[-50] ^= 0xFF  # inside the zlib payload
-    (tmp_path / "payload.bin").write_bytes(bytes(bad))
-    result = run_in_process("fcm-decode", tmp_path / "payload.bin", *args)
-    assert_one_line_error(result, "error")
+    assert_one_line_error(run_in_process("fcm-decode", tmp_path / "crc.bin", *args), "no segment")
     assert not tracks.exists() and list(tmp_path.glob(".t.txt*")) == []
+    for name, damaged, warning in (("short.bin", data[:-10], "cut short"),
+                                   ("end.bin", data[:-50] + bytes([data[-50] ^ 0xFF]) + data[-49:], "not verified")):
+        (tmp_path / name).write_bytes(damaged)
+        result = run_in_process("fcm-decode", tmp_path / name, *args)
+        lines = [line for line in result.stderr.splitlines() if line.strip() and "random JDE" not in line]
+        assert result.returncode == 1 and len(lines) == 2, result.stderr
+        assert lines[0].startswith("warning:") and warning in lines[0], result.stderr
+        assert lines[1].startswith("error: the stream was damaged or incomplete"), result.stderr
+        assert tracks.exists()  # the frames that arrived were tracked
+        tracks.unlink()
     assert_one_line_error(run_in_process("fcm-decode", out, "--weights", "random", "-o", tracks), "made for a 320x192 network input")
     assert not tracks.exists()
 

@@ -74,7 +74,7 @@ def tiny(tmp_path):
 
 def _args(tiny, small_cfg):
     return ["run", "--dataset", tiny / "tiny.toml", "--data", tiny / "data", "--method", "anchor", "--codec", "vvenc",
-            "--preset", "faster", "--weights", "random", "--jde-cfg", small_cfg, "--out", tiny / "runs",
+            "--preset", "faster", "--weights", "random", "--jde-cfg", small_cfg, "--output", tiny / "runs",
             "--workers", "1", "--device", "cpu"]
 
 
@@ -82,8 +82,11 @@ def _args(tiny, small_cfg):
 def test_whole_loop_with_an_interrupted_run_and_a_resume(tiny, small_cfg):
     run_dir = tiny / "runs" / "tiny_anchor_dn53_vvenc"
     script = Path(sys.executable).parent / "fcm-ctc"
+    # a SIGKILL leaves the killed processes' temporary folders behind (nothing can remove them): in tiny/tmp,
+    # not in the machine's /tmp
+    (tiny / "tmp").mkdir(exist_ok=True)
     proc = subprocess.Popen([str(script), *map(str, _args(tiny, small_cfg))], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tiny / "tmp")})
     deadline = time.time() + 300
     while time.time() < deadline and not list(run_dir.glob("*/qp*/result.json")):
         time.sleep(0.5)

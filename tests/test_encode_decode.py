@@ -1,6 +1,7 @@
 """Whole pipelines: fcm-encode -> bitstream -> fcm-decode, with random-weight JDE (320x192 input)."""
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -107,13 +108,54 @@ def test_vvenc_end_to_end(small_jde, small_sequence, uncompressed):
 
 
 def test_tampered_payload_is_caught_by_the_reconstruction_hash(small_jde, small_sequence):
+    from fcm_common.coding import segments
+
     data, _ = encode(small_jde, small_sequence, split="backbone")
-    header, payload = bitstream.parse(data)
-    raw = bytearray(zlib.decompress(payload))
-    raw[1000:1002] = (int.from_bytes(raw[1000:1002], "little") ^ 1).to_bytes(2, "little")
-    forged = bitstream.serialize(header, zlib.compress(bytes(raw)))
+    units = segments.UnitReader().feed(data)
+    header = segments.parse_segment(units[0].body)
+    forged = b""
+    for u in units:
+        if u.kind == segments.PICTURE:  # one sample changed by one level, the unit re-signed
+            picture = segments.parse_picture(u.body, header)
+            raw = bytearray(zlib.decompress(picture.payload))
+            raw[1000:1002] = (int.from_bytes(raw[1000:1002], "little") ^ 1).to_bytes(2, "little")
+            forged += segments.picture_unit(header, picture.records, zlib.compress(bytes(raw)))
+        elif u.kind == segments.SEGMENT_END:
+            forged += segments.inner_unit(u.kind, u.body)
+        else:
+            forged += segments.unit(u.kind, u.body)
     with pytest.raises(FcmError, match="reconstruction hash mismatch"):
         decode(small_jde, forged)
+
+
+def test_version_2_streams_still_decode(small_jde, small_sequence):
+    """A stream written by fcm before segmented streams (version 2: one header, one payload) decodes to
+    the tracks of the same frames coded as version 3."""
+    from fcm_common.coding.codecs import make_codec
+    from fcm_common.coding.segments import FrameRecord  # noqa: F401
+
+    data, _ = encode(small_jde, small_sequence, split="alt1")
+    summary, _ = bitstream.parse(data)
+    new = decode(small_jde, data)
+    # the same frames as version 2: the lossless payload of the one segment, hashed the version-2 way
+    from fcm_common.coding import segments
+
+    units = segments.UnitReader().feed(data)
+    payload = b"".join(segments.parse_picture(u.body, segments.parse_segment(units[0].body)).payload
+                       for u in units if u.kind == segments.PICTURE)
+    header = replace(summary, version=2)
+    digest = bitstream.frames_hash(header)
+    for frame in make_codec("lossless").decode(payload, header.coded_width, header.coded_height, header.num_frames,
+                                               None, header.sample_bits):
+        bitstream.hash_frame(digest, frame)
+    header.recon_hash = bitstream.digest16(digest)
+    old = bitstream.serialize(header, payload)
+    assert old[4] == 2
+    parsed, old_payload = bitstream.parse(old)
+    assert parsed.version == 2 and parsed.num_frames == summary.num_frames
+    legacy = decode_stream(parsed, old_payload, len(old), small_jde, CPU).tracker
+    assert legacy.rows == new.tracker.rows and legacy.detections == new.tracker.detections > 0
+    assert all(np.array_equal(a, b) for a, b in zip(legacy.frame_detections, new.tracker.frame_detections))
 
 
 def test_decoder_refuses_other_weights(small_jde, small_sequence, small_cfg):

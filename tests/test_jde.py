@@ -102,6 +102,7 @@ def _official_layout(model: JDE) -> dict:
     return {"epoch": 29, "model": state, "optimizer": {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.9}]}}
 
 
+@pytest.mark.slow
 def test_checkpoint_in_the_official_layout_loads_and_reproduces_outputs(tmp_path):
     source = load_jde(None, seed=7)
     path = tmp_path / "jde.1088x608.uncertainty.pt"
@@ -114,6 +115,7 @@ def test_checkpoint_in_the_official_layout_loads_and_reproduces_outputs(tmp_path
         assert torch.equal(loaded(x), source(x))
 
 
+@pytest.mark.slow
 def test_checkpoint_without_batch_counters_loads(tmp_path):
     source = load_jde(None, seed=7)
     state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
@@ -121,6 +123,7 @@ def test_checkpoint_without_batch_counters_loads(tmp_path):
     assert load_jde(tmp_path / "w.pt").weights_id == source.weights_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "edit, message",
     [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from fcm_common.cli.support import FcmCommand, print_table
+from fcm_common.cli.support import FcmCommand, option, print_table
 from fcm_common.core.errors import FcmError
 from fcm_common.evaluation.bdrate import METHODS, BDRateError, bd_rate, plot_curves
 
@@ -43,11 +43,11 @@ def read_points(path: Path) -> dict[tuple[str, str], tuple[list[float], list[flo
 @click.command(name="fcm-bdrate", cls=FcmCommand)
 @click.argument("anchor_csv", metavar="ANCHOR.csv", type=click.Path(path_type=Path))
 @click.argument("test_csv", metavar="TEST.csv", type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(METHODS), default="pchip", show_default=True,
+@option("--interpolation", "method", aliases=("--method",), type=click.Choice(METHODS), default="pchip", show_default=True,
               help="pchip: piecewise cubic Hermite (JVET/MPEG practice); cubic: VCEG-M33 polynomial fit.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=Path("rd_curves.png"), show_default=True,
               help="RD-curve PNG (MOTA vs kbps, both runs).")
-@click.option("--no-plot", is_flag=True)
+@click.option("--no-plot", is_flag=True, help="Draw no RD curves.")
 def main(anchor_csv, test_csv, method, plot_path, no_plot):
     """BD-rate (log-rate as a function of MOTA, over the overlapping MOTA range) of TEST against ANCHOR."""
     anchor, test = read_points(anchor_csv), read_points(test_csv)

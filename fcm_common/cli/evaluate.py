@@ -15,7 +15,7 @@ from fcm_common.evaluation.mot_metrics import SequenceResult, prepare
 
 @click.command(name="fcm-eval", cls=FcmCommand)
 @click.argument("pairs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="GT TRACKS [GT TRACKS ...]")
-@eval_options("--mode")
+@eval_options(aliases=("--mode",))
 @click.option("--tracks-origin", type=click.Choice([str(o) for o in ORIGINS]), default="1", show_default=True,
               help="Pixel origin of x, y in TRACKS: 1 = MOTChallenge (fcm's own files, other trackers' results), "
                    "0 = 0-based (e.g. JDE's track.py output).")

@@ -104,7 +104,7 @@ def codec_options(default: str, help: str | None = None) -> Callable:
         command.__click_params__ = list(getattr(func, "__click_params__", []))
         command = _grouped(options, "codec_options")(command)
         return click.option("--codec", type=click.Choice(CODECS.names()), default=default, show_default=True,
-                            help=help)(command)
+                            help=help or "Inner codec.")(command)
 
     return decorate
 

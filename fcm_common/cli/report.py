@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from fcm_common.cli.support import print_table
+from fcm_common.cli.support import option, print_table
 from fcm_common.core.errors import FcmError
 from fcm_common.data.ground_truth import LAYOUT_CHOICES
 from fcm_common.evaluation.mot_metrics import MODE_CHOICES, SequenceResult, Target, evaluate, prepare
@@ -21,14 +21,15 @@ MODE_HELP = ("Evaluation rules: mot (MOTChallenge devkit), tvd or hieve (MPEG fr
 LAYOUT_HELP = "Ground-truth layout: mot15 (2DMOT2015, HiEve: 10 fields), mot16 (MOT16/17/20, TVD: 9 fields); auto by field count."
 
 
-def eval_options(mode_flag: str = "--eval-mode"):
-    """``--eval-mode`` (or ``--mode``) and ``--gt-layout``, passed as ``eval_mode`` and ``gt_layout``."""
+def eval_options(aliases: tuple[str, ...] = ()):
+    """``--eval-mode`` and ``--gt-layout``, passed as ``eval_mode`` and ``gt_layout`` (``aliases``: former
+    names of ``--eval-mode`` that still work, hidden from the help)."""
 
     def decorate(f):
         f = click.option("--gt-layout", type=click.Choice(LAYOUT_CHOICES), default="auto", show_default=True,
                          help=LAYOUT_HELP)(f)
-        return click.option(mode_flag, "eval_mode", type=click.Choice(MODE_CHOICES), default="auto",
-                            show_default=True, help=MODE_HELP)(f)
+        return option("--eval-mode", "eval_mode", aliases=aliases, type=click.Choice(MODE_CHOICES), default="auto",
+                      show_default=True, help=MODE_HELP)(f)
 
     return decorate
 
@@ -55,7 +56,7 @@ def prepare_ground_truth(path: Path, mode: str, layout: str, seqinfo: Path | Non
     return prepare(gt, mode, seqinfo or found, layout)
 
 
-def evaluate_and_print(items: Sequence[SequenceResult], tracks_file: Path | None = None) -> pd.DataFrame:
+def evaluate_and_print(items: Sequence[SequenceResult], tracks_file: Path | None = None, console=None) -> pd.DataFrame:
     """Score ``items`` and print the table; a failure says that ``tracks_file`` is complete."""
     try:
         summary = evaluate(items)
@@ -68,6 +69,7 @@ def evaluate_and_print(items: Sequence[SequenceResult], tracks_file: Path | None
         f"MOT metrics ({'/'.join(modes)} rules, motmetrics)",
         ["sequence", *PRINTED],
         [[name, *(_cell(summary.loc[name, col], col) for col in PRINTED)] for name in summary.index],
+        console=console,
     )
     return summary
 

@@ -8,14 +8,22 @@ from pathlib import Path
 import click
 
 from fcm_common.cli.report import eval_options, evaluate_and_print, prepare_ground_truth
-from fcm_common.cli.support import FcmCommand, jde_cfg_option, open_network, print_table, progress, weights_option
+from fcm_common.cli.support import (
+    FcmCommand,
+    device_option,
+    jde_cfg_option,
+    open_network,
+    print_table,
+    progress,
+    weights_option,
+)
 from fcm_common.core.atomic import check_writable, refuse_overwriting_inputs
-from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.device import resolve_device
 from fcm_common.data.mot_format import write_rows
 from fcm_common.data.sources import open_source
 from fcm_common.evaluation.mot_metrics import SequenceResult
 from fcm_common.tracking.sequence import track_source
-from fcm_common.tracking.tracker import BUFFER_MODES
+from fcm_common.tracking.tracker import BUFFER_HELP, BUFFER_MODES
 
 
 @click.command(name="fcm-track", cls=FcmCommand)
@@ -27,10 +35,10 @@ from fcm_common.tracking.tracker import BUFFER_MODES
 @eval_options()
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), help="Only the first N frames.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate (overrides the source's).")
-@click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True,
-              help="Lost-track buffer: 30 frames (MPEG framework) or 30 * fps / 30 (original JDE).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True, help=BUFFER_HELP)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Frames per network batch (more: faster on a GPU, same tracks).")
+@device_option
 def main(input_path, weights, jde_cfg, output, gt_path, eval_mode, gt_layout, max_frames, fps, buffer_mode, batch_size,
          device):
     """Track pedestrians in INPUT (video, MOTChallenge sequence folder or image folder) with JDE."""

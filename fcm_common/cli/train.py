@@ -10,6 +10,7 @@ import click
 from fcm_common.cli.options import split_option
 from fcm_common.cli.support import (
     FcmCommand,
+    device_option,
     jde_cfg_option,
     open_network,
     print_table,
@@ -17,7 +18,7 @@ from fcm_common.cli.support import (
     stderr_console,
     weights_option,
 )
-from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
 from fcm_common.data.sources import open_range
 from fcm_common.msfc.checkpoint import export_for_inference, load_checkpoint
@@ -90,8 +91,9 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Checkpoint (default: advmsfc_<split>.pt).")
 @click.option("--resume", is_flag=True, help="Continue training from --output (same split, JDE weights, architecture).")
 @click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True, help="Total optimisation steps.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Training samples per step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Peak learning rate (AdamW, warm-up and cosine decay).")
 @click.option("--task-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the prediction-head error term (0: reconstruction only).")
 @click.option("--output-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -111,17 +113,19 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("--cache-features", is_flag=True,
               help="Compute JDE features (and head inputs) once for --cache-frames frames, float16, memory-mapped in "
                    "--cache-dir, and train on them (a later run with the same frames and JDE reuses them).")
-@click.option("--cache-frames", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--cache-frames", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Frames whose features --cache-features keeps.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Folder of the cached features (default: OUTPUT.features/).")
 @click.option("--cache-limit-gb", type=click.FloatRange(min=0, min_open=True), default=8.0, hidden=True)
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Steps between checkpoints (--resume continues from the last one).")
 @click.option("--arch", "arch_path", type=click.Path(path_type=Path), help="Architecture TOML (default: cfg/advmsfc.toml).")
 @click.option("--qact", "qact_path", type=click.Path(path_type=Path), help="QACT table to record (default: cfg/qact.toml).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate for image folders.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path),
               help="When training is done, also write the inference-only model (float16 weights) here.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (sampling, SLS, initial weights).")
+@device_option
 def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, output_weight, feature_weight,
          codec_qp, crop, quant_noise, no_sls, stats_frames, cache_features, cache_frames, cache_dir, cache_limit_gb,
          checkpoint_every, arch_path, qact_path, fps, export_path,

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import torch
 
-from fcm_common.cli.support import FcmCommand, print_table, progress, stderr_console
+from fcm_common.cli.support import FcmCommand, option, print_table, progress, stderr_console
 from fcm_common.core.device import DEVICE_CHOICES, resolve_device
 from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import BUNDLED_JDE_CFG, cfg_file
@@ -60,7 +60,7 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--init", "init_path", type=click.Path(path_type=Path),
               help="Start from these JDE weights (an fcm-train-jde checkpoint or export of the same cfg; 'bundled' "
                    "= the shipped JDE-576x320-fcm) instead of random ones: fine-tuning.")
-@click.option("--cfg", "cfg_path", type=click.Path(path_type=Path), help="Darknet cfg (default: the bundled JDE-576x320 cfg).")
+@option("--jde-cfg", "cfg_path", aliases=("--cfg",), type=click.Path(path_type=Path), help="Darknet cfg (default: the bundled JDE-576x320 cfg).")
 @click.option("--teacher-video", "footage", multiple=True, type=click.Path(path_type=Path),
               help="Unlabelled footage to label with the teachers (repeatable).")
 @click.option("--teacher-detector", type=click.Path(path_type=Path), help="YOLOX ONNX person detector.")

@@ -28,7 +28,7 @@ from fcm_common.model.splits import SPLIT_CODES, SPLIT_NAMES, SPLITS
 
 MAGIC = b"FCMB"
 VERSION = 2  # 2: the reconstruction hash also covers the header fields
-GOPS = ("ld", "ra")
+GOPS = ("ld", "ra", "ll")  # "ll" (code 2) only in version-3 streams
 SAMPLE_FORMATS = {10: "10-bit integer", 32: "float32"}
 FLAG_CHUNKED = 0x01  # the inner stream was encoded in intra-period chunks and joined (VTM parcat)
 FLAG_PER_FRAME_RANGE = 0x02  # one quantisation range per frame instead of one per sequence
@@ -68,6 +68,7 @@ class StreamHeader:
     chunked: bool = False
     payload_length: int = 0
     header_size: int = field(default=0, compare=False)
+    version: int = field(default=VERSION, compare=False)  # 3: a segmented stream (coding.segments)
 
     def range_of(self, frame_index: int) -> tuple[float, float]:
         return self.ranges[frame_index] if self.per_frame_range else self.ranges[0]
@@ -201,7 +202,12 @@ def _registered(registry, code: int, what: str) -> str:
 
 
 def parse(data: bytes) -> tuple[StreamHeader, bytes]:
-    """Parse and validate a bitstream; returns the header and the inner payload."""
+    """Parse and validate a bitstream; returns the header and the inner payload. A version-3 stream
+    (segments) gives a header that sums it up (``version`` 3) and, as payload, the whole stream."""
+    if data[:4] == MAGIC and len(data) > 4 and data[4] == 3:
+        from fcm_common.coding.segments import summarize
+
+        return summarize(data), data
     if len(data) < len(MAGIC):
         raise BitstreamError("truncated bitstream: shorter than the magic number")
     if data[: len(MAGIC)] != MAGIC:
@@ -210,7 +216,7 @@ def parse(data: bytes) -> tuple[StreamHeader, bytes]:
     r.pos = len(MAGIC)
     version, method, split, codec, flags, bits, qp, gop, intra = r.take(">BBBBBBbBH", "stream parameters")
     if version != VERSION:
-        raise BitstreamError(f"unsupported bitstream version {version} (this fcm reads version {VERSION})")
+        raise BitstreamError(f"unsupported bitstream version {version} (this fcm reads versions {VERSION} and 3)")
     ow, oh, iw, ih, nframes, fps_num, fps_den, cw, ch = r.take(">HHHHIIIHH", "frame geometry")
     (ntensors,) = r.take(">B", "tensor count")
     grids, fused = [], {}

@@ -12,9 +12,12 @@ with another tool.
 
 from __future__ import annotations
 
+import collections
 import configparser
 import math
 import re
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,15 +51,41 @@ class FrameSource:
     seqinfo_path: Path | None = None
     limit: int | None = None
     first: int = 1  # 1-based number of the first frame yielded (a training range FIRST-LAST)
+    realtime: bool = False  # pace the frames at the frame rate (a stand-in camera)
+    # when each frame yielded was captured (seconds since the epoch), oldest first; readers pop them
+    capture_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=4096))
+    live: bool = False  # a camera, a URL or stdin: frames come as they are made, their number is unknown
 
     @property
-    def length(self) -> int:
-        """Frames that :meth:`frames` yields (from ``first`` on, at most ``limit``)."""
+    def length(self) -> int | None:
+        """Frames that :meth:`frames` yields (from ``first`` on, at most ``limit``); None for a live
+        source without a limit (its frames come until it ends)."""
+        if self.live:
+            return self.limit
         available = self.num_frames - self.first + 1
         return available if self.limit is None else min(available, self.limit)
 
     def frames(self) -> Iterator[np.ndarray]:
-        """RGB uint8 frames, in order."""
+        """RGB uint8 frames, in order; each frame's capture time is appended to ``capture_times`` as it
+        is yielded (with ``realtime``, frame i is not yielded before i / fps seconds after the first)."""
+        start = None
+        for index, frame in enumerate(self._frames()):
+            if self.realtime:
+                if start is None:
+                    start = time.time()
+                due = start + index / self.fps
+                delay = due - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                self.capture_times.append(due)
+            else:
+                self.capture_times.append(time.time())
+            yield frame
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        if self.live:
+            yield from self._live_frames()
+            return
         if self.kind == "video":
             yield from self._video_frames()
             return
@@ -87,6 +116,96 @@ class FrameSource:
             reader.close()
         if count < self.length:
             raise SourceError(f"{self.path}: video ended after {count} of {self.length} frames")
+
+
+    def _live_frames(self) -> Iterator[np.ndarray]:
+        count = 0
+        reader = self._reader
+        try:
+            while self.limit is None or count < self.limit:
+                if reader is None:  # raw frames on stdin
+                    frame = _read_raw_frame(self.width, self.height, count)
+                else:
+                    frame = next(reader, None)
+                    if frame is not None:
+                        frame = np.frombuffer(frame, np.uint8).reshape(self.height, self.width, 3)
+                if frame is None:
+                    return
+                yield frame
+                count += 1
+        finally:
+            if reader is not None:
+                reader.close()
+
+    _reader: Iterator | None = None
+
+
+def _read_raw_frame(width: int, height: int, index: int) -> np.ndarray | None:
+    """One rgb24 frame from stdin; None at the end; a frame cut short is an error."""
+    size = width * height * 3
+    data = bytearray()
+    stream = sys.stdin.buffer
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    if not data:
+        return None
+    if len(data) < size:
+        raise SourceError(f"standard input ended inside frame {index + 1} ({len(data)} of {size} bytes of a "
+                          f"{width}x{height} rgb24 frame)")
+    return np.frombuffer(bytes(data), np.uint8).reshape(height, width, 3)
+
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://", "tcp://")
+
+
+def is_live_input(path: str | Path) -> bool:
+    """``-`` (raw frames on stdin), a camera device or a stream URL."""
+    text = str(path)
+    return text == "-" or text.startswith("/dev/video") or text.startswith(LIVE_SCHEMES)
+
+
+def open_live_source(spec: str, size: tuple[int, int] | None = None, fps: float | None = None,
+                     max_frames: int | None = None) -> FrameSource:
+    """A live source: ``-`` (rgb24 frames on stdin: ``size`` and ``fps`` required), a camera
+    (``/dev/videoN``, through ffmpeg's v4l2 input) or a URL (rtsp, http, udp, ...: through ffmpeg)."""
+    text = str(spec)
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise SourceError(f"the frame rate must be a positive number, got {fps}")
+    if text == "-":
+        if size is None or fps is None:
+            raise SourceError("raw frames on standard input need --size WxH and --fps F")
+        return FrameSource(path=Path("-"), kind="live", name="stdin", fps=fps, num_frames=0, width=size[0],
+                           height=size[1], limit=max_frames, live=True)
+    params = []
+    if text.startswith("/dev/video"):
+        if not Path(text).exists():
+            raise SourceError(f"camera not found: {text}")
+        params = ["-f", "v4l2"]
+        if size is not None:
+            params += ["-video_size", f"{size[0]}x{size[1]}"]
+        if fps is not None:
+            params += ["-framerate", f"{fps:g}"]
+    elif text.startswith("rtsp"):
+        params = ["-rtsp_transport", "tcp"]
+    try:
+        reader = imageio_ffmpeg.read_frames(text, pix_fmt="rgb24", input_params=params)
+        meta = next(reader)
+    except (RuntimeError, OSError, StopIteration) as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"cannot open {text} ({first})") from None
+    width, height = meta["size"]
+    rate = fps or float(meta.get("fps") or 0)
+    if not rate:
+        reader.close()
+        raise SourceError(f"{text}: the stream does not say its frame rate; pass --fps")
+    name = Path(text).name if text.startswith("/dev/") else re.sub(r"[^A-Za-z0-9_.-]+", "_", text.split("://", 1)[1])[:40]
+    source = FrameSource(path=Path(text), kind="live", name=name or "stream", fps=rate, num_frames=0, width=width,
+                         height=height, limit=max_frames, live=True)
+    source._reader = reader
+    return source
 
 
 def read_image(path: Path) -> np.ndarray:

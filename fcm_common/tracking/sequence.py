@@ -31,19 +31,32 @@ class SequenceTracker:
     detections: int = 0
     # per frame: (N, 5) float32 [x1, y1, x2, y2, score] of the detections fed to the tracker
     frame_detections: list = field(default_factory=list)
+    last_rows: list[MotRow] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.tracker = JDETracker(frame_rate=self.frame_rate, buffer_mode=self.buffer_mode)
 
+    # 1-based number of the next frame in the source; frames_done counts the frames tracked
+    frame_number: int = 1
+
     def push(self, predictions: torch.Tensor, box: Letterbox) -> Detections:
-        """Feed one frame's prediction rows ``(N, 6 + E)``; returns its detections."""
+        """Feed one frame's prediction rows ``(N, 6 + E)``; returns its detections. Its tracks are
+        added to ``rows`` (and ``last_rows``) under the frame's number in the source."""
         dets = postprocess(predictions, box)
         self.frames_done += 1
         self.detections += len(dets)
         self.frame_detections.append(np.concatenate([dets.tlbr, dets.scores[:, None]], axis=1))
-        for t in self.tracker.update(dets):
-            self.rows.append(MotRow(self.frames_done, t.track_id, *t.tlwh, t.score))
+        self.last_rows = [MotRow(self.frame_number, t.track_id, *t.tlwh, t.score) for t in self.tracker.update(dets)]
+        self.rows.extend(self.last_rows)
+        self.frame_number += 1
         return dets
+
+    def gap(self, frames: int, embedding_dim: int = 512) -> None:
+        """``frames`` frames of the source that never arrived (a lost segment of a live stream): time
+        passes for the tracker (its tracks are predicted on and may be lost), nothing is detected."""
+        for _ in range(frames):
+            self.tracker.update(Detections.empty(embedding_dim))
+            self.frame_number += 1
 
 
 def track_source(

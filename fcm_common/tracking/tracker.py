@@ -51,6 +51,7 @@ DUPLICATE_IOU_DISTANCE = 0.15
 MIN_BOX_AREA = 200.0
 MAX_ASPECT = 1.6
 BUFFER_MODES = ("framework", "jde")
+BUFFER_HELP = "Lost-track buffer: 30 frames (MPEG framework) or 30 * fps / 30 (original JDE)."
 
 
 class TrackState(IntEnum):

@@ -12,6 +12,7 @@ from fcm_common.coding.codecs.base import (
     CodecChoice,
     CodecError,
     CodecParams,
+    FrameDecoder,
     FrameEncoder,
     InnerCodec,
     check_decoded_frame,
@@ -28,5 +29,5 @@ DECODER_CHOICES = ("auto", *sorted({cls.decoder for cls in CODECS if cls.decoder
 
 __all__ = [
     "CODECS", "CODEC_NAMES", "DECODER_CHOICES", "SHARED_OPTIONS", "CodecChoice", "CodecError", "CodecParams",
-    "FrameEncoder", "InnerCodec", "check_decoded_frame", "decoder_codec", "make_codec", "register_codec",
+    "FrameDecoder", "FrameEncoder", "InnerCodec", "check_decoded_frame", "decoder_codec", "make_codec", "register_codec",
 ]

@@ -12,7 +12,9 @@ build the codec instance (:meth:`InnerCodec.from_options`).
 
 from __future__ import annotations
 
+import queue
 import subprocess
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -25,7 +27,7 @@ import numpy as np
 from fcm_common.coding.registry import CliOption, Registry, cli_option
 from fcm_common.core.errors import FcmError
 
-GOP_STRUCTURES = ("ld", "ra")
+GOP_STRUCTURES = ("ld", "ra", "ll")
 
 
 class CodecError(FcmError, RuntimeError):
@@ -40,7 +42,7 @@ class CodecParams:
     fps: float
     intra_period: int = 32
     preset: str = "medium"  # VVenC preset
-    gop: str = "ld"  # "ld" low delay (frames coded in display order) or "ra" random access
+    gop: str = "ld"  # "ld" low delay (frames coded in display order), "ra" random access, "ll" low latency
     threads: int = 0  # 0: the codec's default
     sample_bits: int = 10  # 10: uint16 levels; 32: float32 samples (lossless codec only)
 
@@ -99,10 +101,17 @@ def check_decoded_frame(frame: np.ndarray, sample_bits: int, index: int) -> None
 
 
 class FrameEncoder(ABC):
-    """An encoding session: ``write`` frames, then ``finish`` for the payload."""
+    """An encoding session: ``write`` frames, then ``finish`` for the payload.
+
+    Streaming (one session per segment of a version-3 stream): ``write`` frames, ``close`` when the
+    segment's last frame is written; meanwhile another thread iterates :meth:`pictures`, which yields
+    the payload in the order the codec makes it, in pieces, each with the number of pictures it
+    completes, as soon as the codec gives them out (VVenC: picture by picture; codecs that cannot
+    give out pictures one by one yield everything after ``close``)."""
 
     # True when the payload was made in intra-period chunks joined afterwards (VTM + parcat)
     chunked: bool = False
+    frames_written: int = 0
 
     @abstractmethod
     def write(self, frame: np.ndarray) -> None: ...
@@ -112,6 +121,113 @@ class FrameEncoder(ABC):
 
     def abort(self) -> None:
         """Stop early and clean up (called on errors)."""
+
+    def _writing_done(self) -> threading.Event:
+        event = self.__dict__.get("_done_event")
+        return event if event is not None else self.__dict__.setdefault("_done_event", threading.Event())
+
+    def close(self) -> None:
+        """No more frames (streaming): :meth:`pictures` ends once the rest is out."""
+        self._writing_done().set()
+
+    def pictures(self) -> Iterator[tuple[bytes, int]]:
+        """(payload piece, pictures it completes), in order; by default all of it once :meth:`close` was
+        called (another thread may still be writing frames until then)."""
+        self._writing_done().wait()
+        payload = self.finish()
+        yield payload, self.frames_written
+
+
+class FrameDecoder:
+    """An incremental decoding session (one segment): :meth:`feed` payload pieces as they arrive,
+    :meth:`end` when the segment's last one has come; :meth:`frames` (usually read by another thread)
+    yields the decoded frames as they come out. At most ``maxsize`` frames wait to be read: a slow
+    reader slows the feeder down instead of filling the memory."""
+
+    def __init__(self, maxsize: int = 4):
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._aborted = threading.Event()
+
+    def feed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def end(self, num_frames: int | None = None) -> None:
+        """The segment is complete (``num_frames``: how many it holds, when known)."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Stop, free what is held; :meth:`frames` ends."""
+        self._aborted.set()
+        self._drain()
+        self._queue_put_nowait(_END)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    # for subclasses
+    def _put(self, item) -> bool:
+        """Hand a frame (or an exception, or _END) to the reader; False once aborted."""
+        while not self._aborted.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _queue_put_nowait(self, item) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            pass
+
+
+_END = object()
+
+
+class BufferedDecoder(FrameDecoder):
+    """Decoding for codecs without an incremental decoder: the segment is kept until it ends, then
+    decoded at once (:meth:`InnerCodec.decode`) in a thread of its own."""
+
+    def __init__(self, codec: InnerCodec, width: int, height: int, sample_bits: int, workdir: Path):
+        super().__init__()
+        self.codec, self.width, self.height, self.sample_bits, self.workdir = codec, width, height, sample_bits, workdir
+        self.buffer = bytearray()
+        self.thread: threading.Thread | None = None
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+
+    def end(self, num_frames: int | None = None) -> None:
+        if num_frames is None:
+            raise CodecError(f"{self.codec.name}: a segment cut short cannot be decoded")
+
+        def run():
+            try:
+                for frame in self.codec.decode(bytes(self.buffer), self.width, self.height, num_frames, self.workdir,
+                                               self.sample_bits):
+                    if not self._put(frame):
+                        return
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader
+                self._put(exc)
+                return
+            self._put(_END)
+
+        self.thread = threading.Thread(target=run, daemon=True, name=f"{self.codec.name}-decode")
+        self.thread.start()
 
 
 class InnerCodec(ABC):
@@ -127,6 +243,8 @@ class InnerCodec(ABC):
 
     max_size = 65535
     qp_range: ClassVar[tuple[int, int]] = (-12, 63)  # QPs the encoder takes (VVC, 10-bit: -12..63)
+    # segments a stream may code at once (codecs that give out a segment only at its end, e.g. VTM's jobs)
+    parallel_segments: int = 1
 
     def check_qp(self, qp: int) -> None:
         """Refuse a QP this codec cannot take (before any work is done)."""
@@ -155,6 +273,11 @@ class InnerCodec(ABC):
         self, payload: bytes, width: int, height: int, num_frames: int, workdir: Path, sample_bits: int = 10
     ) -> Iterator[np.ndarray]: ...
 
+    def open_decoder(self, width: int, height: int, sample_bits: int, workdir: Path) -> FrameDecoder:
+        """An incremental decoder for one segment (by default: decoded at once when it ends)."""
+        self.check_size(width, height, sample_bits)
+        return BufferedDecoder(self, width, height, sample_bits, workdir)
+
     def describe(self) -> str:
         return self.name
 
@@ -165,7 +288,8 @@ register_codec = CODECS.register
 # options every codec command has (stream parameters of the VVC codecs)
 SHARED_OPTIONS = (
     cli_option("--gop", type=click.Choice(GOP_STRUCTURES), default="ld", show_default=True,
-               help="Low delay or random access."),
+               help="ld: low delay (VTM's GOP of 8: a picture waits for its GOP, up to 7 frames); ra: random access; "
+                    "ll: low latency (a GOP of one picture, four references: no picture waits; for live streams)."),
 )
 PARAM_NAMES = frozenset(f.name for f in fields(CodecParams))
 

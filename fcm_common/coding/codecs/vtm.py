@@ -120,6 +120,7 @@ class _VTMEncoder(FrameEncoder):
     def write(self, frame: np.ndarray) -> None:
         self.fh.write(check_frame(frame, self.width, self.height).tobytes())
         self.frames += 1
+        self.frames_written = self.frames
 
     def _command(self, out: Path, frames: int, skip: int = 0) -> list[str]:
         p = self.params
@@ -195,9 +196,16 @@ class VTMCodec(InnerCodec):
     def from_options(cls, vtm_dir=None, vtm_cfg=None, vtm_jobs=1, **_) -> VTMCodec:
         return cls(vtm_dir, vtm_cfg, vtm_jobs)
 
+    @property
+    def parallel_segments(self) -> int:
+        """--vtm-jobs: a segmented stream codes that many segments (intra periods) at once."""
+        return self.jobs
+
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)
         self.check_qp(params.qp)
+        if params.gop == "ll":
+            raise CodecError("vtm: the low-latency GOP (--gop ll) is VVenC's; VTM codes ld or ra")
         if params.gop == "ld" and (params.intra_period % GOP_SIZE or params.intra_period < MIN_LD_INTRA_PERIOD):
             raise CodecError(
                 f"vtm: with the low-delay configuration the intra period must be a multiple of {GOP_SIZE} "

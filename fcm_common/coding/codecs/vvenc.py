@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import subprocess
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -33,8 +35,10 @@ import click
 import numpy as np
 
 from fcm_common.coding.codecs.base import (
+    _END,
     CodecError,
     CodecParams,
+    FrameDecoder,
     FrameEncoder,
     InnerCodec,
     check_frame,
@@ -48,6 +52,11 @@ PRESETS = VVENC_PRESETS + tuple(f"vvenc-{p}" for p in VVENC_PRESETS)
 DEFAULT_PRESET = "medium"
 FEATURE_SETTINGS = ("MCTF=0", "BIM=0", "MTS=1", "SBT=2")  # see the module docstring
 LOW_DELAY_REFERENCES = "NumRefPics=4"
+# "ll": VVenC's GOP configuration made by hand (its automatic one knows one-picture GOPs only for all-intra
+# coding): one B picture per GOP at QP + 1 (the offset of the key pictures of the low-delay GOP of 8),
+# the four previous pictures as references. Every picture is coded as soon as it arrives, where the
+# GOP of 8 makes a picture wait for its GOP's last one (up to 7 frame intervals of latency).
+LOW_LATENCY_GOP = "Frame1=B 1 1 0.0 0.0 0 0 1.0 0 0 0 0 0 0 0 4 4 1 2 3 4 0 0"
 
 
 # Every encoding session: no frame-parallel encoding. With pictures in flight on several threads,
@@ -62,7 +71,7 @@ def preset_settings(preset: str, gop: str) -> tuple[str, list[str]]:
     """VVenC's preset and the -vvenc-params settings fcm's preset adds to it."""
     if preset.startswith("vvenc-"):
         return preset.removeprefix("vvenc-"), []
-    return preset, [*FEATURE_SETTINGS, *([LOW_DELAY_REFERENCES] if gop == "ld" else [])]
+    return preset, [*FEATURE_SETTINGS, *([LOW_DELAY_REFERENCES] if gop in ("ld", "ll") else [])]
 
 
 def base_settings(intra_period: int) -> list[str]:
@@ -107,51 +116,154 @@ class VVencSession(FrameEncoder):
     def __init__(self, width: int, height: int, fps: float, qp: int, vvenc_preset: str, settings: list[str],
                  threads: int, workdir: Path):
         self.width, self.height = width, height
-        self.out = workdir / "vvenc.266"
         self.log = workdir / "vvenc.log"
+        # ffmpeg writes each picture's size to one pipe (framecrc) and its bytes to another (not stdout:
+        # libvvenc prints its messages there)
+        sizes_r, sizes_w = os.pipe()
+        data_r, data_w = os.pipe()
         self.cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s:v", f"{width}x{height}", "-r", _rate(fps),
             "-i", "pipe:0",
             "-c:v", "libvvenc", "-preset", vvenc_preset, "-qp", str(qp), "-qpa", "0",
             "-threads", str(threads), "-vvenc-params", ":".join([*settings, *TRANSPORT_SETTINGS]),
-            "-f", "vvc", str(self.out),
+            "-map", "0:v", "-flush_packets", "1",
+            # the size first: ffmpeg writes to the outputs in this order, and a picture larger than a pipe holds
+            # would block it before its size line if the bytes came first
+            "-f", "tee", f"[f=framecrc]pipe\\:{sizes_w}|[f=vvc]pipe\\:{data_w}",
         ]
         self.chroma = np.full(2 * (height // 2) * (width // 2), MID_CHROMA, dtype="<u2").tobytes()
         self.log_fh = open(self.log, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log_fh)
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=self.log_fh, stderr=self.log_fh,
+                                         pass_fds=(sizes_w, data_w))
+        except BaseException:
+            os.close(sizes_r)
+            os.close(data_r)
+            raise
+        finally:
+            os.close(sizes_w)
+            os.close(data_w)
+        self.sizes = os.fdopen(sizes_r, "rb")
+        self.data = os.fdopen(data_r, "rb")
+        self.out: queue.Queue = queue.Queue()  # (picture bytes, 1), then None; or a CodecError
+        # both pipes are drained all the time (ffmpeg must never block on one while we wait on the other)
+        self.bytes = bytearray()
+        self.bytes_done = False
+        self.arrived = threading.Condition()
+        self.drainer = threading.Thread(target=self._drain_bytes, daemon=True, name="vvenc-bytes")
+        self.drainer.start()
+        self.reader = threading.Thread(target=self._read_pictures, daemon=True, name="vvenc-output")
+        self.reader.start()
+
+    def _drain_bytes(self) -> None:
+        try:
+            while chunk := self.data.read1(1 << 16):
+                with self.arrived:
+                    self.bytes += chunk
+                    self.arrived.notify_all()
+        except (OSError, ValueError):
+            pass
+        with self.arrived:
+            self.bytes_done = True
+            self.arrived.notify_all()
+
+    def _take(self, size: int) -> bytes:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.bytes) >= size or self.bytes_done)
+            data = bytes(self.bytes[:size])
+            del self.bytes[:size]
+            return data
+
+    def _read_pictures(self) -> None:
+        """One picture at a time, as ffmpeg muxes it: its size from framecrc, then its bytes."""
+        try:
+            for line in self.sizes:
+                if line.startswith(b"#") or not line.strip():
+                    continue
+                size = int(line.split(b",")[4])
+                data = self._take(size)
+                if len(data) != size:
+                    raise CodecError(f"vvenc: ffmpeg announced a {size}-byte picture and gave {len(data)} bytes")
+                self.out.put((data, 1))
+            self.drainer.join()
+            if self.bytes:
+                raise CodecError(f"vvenc: ffmpeg gave {len(self.bytes)} bytes outside its pictures: "
+                                 f"{bytes(self.bytes[:40]).hex()}")
+            self.out.put(None)
+        except (CodecError, ValueError, IndexError, OSError) as exc:
+            self.out.put(exc if isinstance(exc, CodecError) else CodecError(f"vvenc: cannot read ffmpeg's output ({exc})"))
 
     def _failure(self) -> CodecError:
         self.log_fh.close()
         return command_failure("vvenc encoding", self.cmd, self.log.read_text(errors="replace"), self.proc.poll())
 
     def write(self, frame: np.ndarray) -> None:
-        data = check_frame(frame, self.width, self.height).tobytes()
+        # One write per picture, luma and chroma together. Written in two, a process stopped between
+        # them (Ctrl-C, SIGTERM, a kill) left ffmpeg a luma plane without its chroma: it logged "Invalid
+        # buffer size, packet size 7168 < expected frame_size 10752" (a 64x56 picture) and still
+        # finished the stream, exit status 0, into the temporary folder of a process that was gone.
+        data = check_frame(frame, self.width, self.height).tobytes() + self.chroma
         try:
             self.proc.stdin.write(data)
-            self.proc.stdin.write(self.chroma)
+            self.proc.stdin.flush()
         except BrokenPipeError:
             self.proc.wait()
             raise self._failure() from None
+        self.frames_written += 1
 
-    def finish(self) -> bytes:
+    def close(self) -> None:
         try:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
-        if self.proc.wait() != 0 or not self.out.is_file():
+
+    def pictures(self):
+        """Each picture's bytes as ffmpeg gives them out (libvvenc gives a picture out when it has the
+        next one, or at the end)."""
+        produced = 0
+        while True:
+            item = self.out.get()
+            if item is None:
+                break
+            if isinstance(item, CodecError):
+                self.proc.wait()
+                raise self._failure() if self.proc.returncode else item
+            produced += 1
+            yield item
+        if self.proc.wait() != 0:
             raise self._failure()
         self.log_fh.close()
-        payload = self.out.read_bytes()
+        self.sizes.close()
+        self.data.close()
+        if produced != self.frames_written:
+            what = "an empty stream" if produced == 0 else "a short stream"
+            raise CodecError(f"vvenc: libvvenc gave {produced} pictures for {self.frames_written} frames ({what} "
+                             "although ffmpeg reported success)")
+
+    def finish(self) -> bytes:
+        self.close()
+        payload = b"".join(data for data, _ in self.pictures())
         if not payload:
             raise CodecError("vvenc: libvvenc produced an empty stream although ffmpeg reported success")
         return payload
 
     def abort(self) -> None:
+        """Kill ffmpeg *before* its input is closed: it never sees the end of a partial picture, and
+        it is gone before the caller removes the temporary folder it writes in."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:  # a broken pipe: the process is gone anyway
+                pass
+        self.reader.join(timeout=5)
+        self.drainer.join(timeout=5)
         self.log_fh.close()
+        self.sizes.close()
+        self.data.close()
 
 
 @register_codec
@@ -171,11 +283,13 @@ class VVencCodec(InnerCodec):
         if params.preset not in PRESETS:
             raise CodecError(f"vvenc: unknown preset '{params.preset}' (choose from {', '.join(PRESETS)})")
         self.check_qp(params.qp)
-        if params.gop not in ("ld", "ra"):
+        if params.gop not in ("ld", "ra", "ll"):
             raise CodecError(f"vvenc: unknown GOP structure '{params.gop}'")
         settings = base_settings(params.intra_period)
         if params.gop == "ld":
             settings += ["GOPSize=8", "PicReordering=0", "DecodingRefreshType=none"]
+        elif params.gop == "ll":
+            settings += ["GOPSize=1", "PicReordering=0", "DecodingRefreshType=none", LOW_LATENCY_GOP]
         else:
             settings += ["DecodingRefreshType=cra"]
         vvenc_preset, extra = preset_settings(params.preset, params.gop)
@@ -220,5 +334,98 @@ class VVencCodec(InnerCodec):
         if produced != num_frames:
             raise CodecError(f"the VVC stream decoded to {produced} frames, the header says {num_frames}")
 
+    def open_decoder(self, width: int, height: int, sample_bits: int, workdir: Path) -> FrameDecoder:
+        self.check_size(width, height, sample_bits)
+        return VVCStreamDecoder(width, height, workdir)
+
     def describe(self) -> str:
         return f"vvenc (libvvenc via {Path(ffmpeg_exe()).name})"
+
+
+# An access unit delimiter (VVC NAL type 20, layer 0, temporal id 0; no IRAP, any slice type). ffmpeg's
+# VVC parser knows a picture has ended only when the next one begins: VVCStreamDecoder writes this
+# delimiter right after each picture (and takes the picture's own leading delimiter away), so a
+# picture is decoded when it arrives instead of when the next one does.
+AUD = bytes.fromhex("0000000100a128")
+
+
+def _leading_aud(picture: bytes) -> int:
+    """Length of the access unit delimiter a picture starts with (0 if none)."""
+    for code in (b"\x00\x00\x00\x01", b"\x00\x00\x01"):
+        n = len(code)
+        if picture.startswith(code) and len(picture) >= n + 3 and (picture[n + 1] >> 3) == 20:
+            return n + 3
+    return 0
+
+
+class VVCStreamDecoder(FrameDecoder):
+    """ffmpeg's VVC decoder fed picture by picture (one segment): probing off, low delay, one thread."""
+
+    def __init__(self, width: int, height: int, workdir: Path):
+        super().__init__()
+        self.width, self.height = width, height
+        self.frame_bytes = width * height * 2
+        self.expected: int | None = None
+        self.pictures = 0
+        self.log = workdir / f"vvdec-{id(self)}.log"
+        self.log_fh = open(self.log, "wb")
+        self.cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-probesize", "32",
+                    "-analyzeduration", "0", "-flags", "low_delay", "-threads", "1", "-f", "vvc", "-i", "pipe:0",
+                    "-f", "rawvideo", "-pix_fmt", "gray10le", "-flush_packets", "1", "pipe:1"]
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_fh)
+        self.reader = threading.Thread(target=self._read, daemon=True, name="vvc-decode")
+        self.reader.start()
+
+    def feed(self, data: bytes) -> None:
+        if self.pictures:
+            data = data[_leading_aud(data):]
+        self.pictures += 1
+        try:
+            self.proc.stdin.write(data + AUD)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # ffmpeg stopped: the reader reports why
+
+    def end(self, num_frames: int | None = None) -> None:
+        self.expected = num_frames
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def _read(self) -> None:
+        produced = 0
+        try:
+            while True:
+                data = self.proc.stdout.read(self.frame_bytes)
+                if not data:
+                    break
+                if len(data) != self.frame_bytes:
+                    raise CodecError(f"vvc decoding gave a partial frame: the stream is not {self.width}x{self.height} "
+                                     "4:0:0 10-bit")
+                produced += 1
+                if not self._put(np.frombuffer(data, dtype="<u2").reshape(self.height, self.width).astype(np.uint16)):
+                    return
+            returncode = self.proc.wait()
+            self.proc.stdout.close()
+            self.log_fh.close()
+            if returncode != 0 and not self._aborted.is_set():
+                raise command_failure("vvc decoding", self.cmd, self.log.read_text(errors="replace"), returncode)
+            if self.expected is not None and produced != self.expected:
+                raise CodecError(f"the VVC segment decoded to {produced} frames, its end unit says {self.expected}")
+            self._put(_END)
+        except CodecError as exc:
+            self._put(exc)
+
+    def abort(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        super().abort()
+        self.proc.wait()
+        self.reader.join(timeout=5)
+        for fh in (self.proc.stdin, self.proc.stdout):
+            try:
+                fh.close()
+            except OSError:
+                pass
+        self.log_fh.close()
