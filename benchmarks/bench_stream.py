@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +109,7 @@ def main() -> int:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print_table(
-        f"make bench-stream, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, {os.cpu_count()} cores, "
+        f"make bench-stream, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, load average {load:.1f} at the end; latency = capture -> tracks (ms)",
         ["source", "fps", "transport", "frames", "lost", "dropped", "p50", "p95", "max", "1st quarter", "last quarter",
          "pace"],

@@ -32,7 +32,6 @@ import struct
 import sys
 import time
 import warnings
-import zlib
 from collections import Counter
 from pathlib import Path
 

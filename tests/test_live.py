@@ -8,7 +8,6 @@ segments (intra period 4) so that a few frames make several segments.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys

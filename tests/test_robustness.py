@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
 import warnings
 import zlib
 from pathlib import Path

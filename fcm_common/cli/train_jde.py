@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 import torch
 
-from fcm_common.cli.support import FcmCommand, option, print_table, progress, stderr_console
-from fcm_common.core.device import DEVICE_CHOICES, resolve_device
+from fcm_common.cli.support import FcmCommand, device_option, option, print_table, progress, stderr_console
+from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import BUNDLED_JDE_CFG, cfg_file
 from fcm_common.data.sources import open_source
@@ -72,17 +72,22 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--label-cache", type=click.Path(path_type=Path), help="Folder for teacher labels (default: OUTPUT.labels/).")
 @click.option("--val", "val_folders", multiple=True, type=click.Path(path_type=Path),
               help="MOTChallenge sequence with gt to report MOTA on at checkpoints (repeatable; never trained on).")
-@click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=300, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Steps between validation runs (and at the last step).")
+@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True, help="Total optimisation steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Pictures per step.")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
+              help="AdamW, or SGD with momentum 0.9 (JDE's).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
+              help="Peak learning rate (warm-up, then cosine decay).")
+@click.option("--warmup", type=click.IntRange(min=0), default=300, show_default=True, help="Warm-up steps.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True,
+              help="Weight decay of conv and linear weights.")
 @click.option("--distill-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Weight of the OSNet appearance-distillation term (needs --teacher-embedder).")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True,
+              help="Steps between checkpoints (--resume continues from the last one).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (data order, augmentation, initial weights).")
 @click.option("--jitter", type=click.Choice(["wide", "jde", "none"]), default="wide", show_default=True,
               help="Augmentation: wide = every person size 16..320 px, perspective, blur, night, grey; jde = JDE's own.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -96,7 +101,7 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--resume", is_flag=True, help="Continue OUTPUT from its last checkpoint.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path),
               help="When training is done, also write the inference-only weights (float16, with the cfg) here.")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@device_option
 def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score,
          teacher_step, teacher_uncertain, label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup,
          weight_decay, distill_weight, checkpoint_every, seed, jitter, workers, precision, time_budget, threads, resume,

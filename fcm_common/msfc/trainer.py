@@ -28,9 +28,9 @@ from fcm_common.msfc.training import (
     TrainSettings,
     error_by_channels,
     feature_batches,
+    init_linear_code,
     learning_rate,
     measure_code_range,
-    init_linear_code,
     measure_statistics,
     train_step,
 )
