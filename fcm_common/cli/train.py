@@ -104,6 +104,8 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("--codec-qp", "codec_qp", type=str, default=None,
               help="Train through a codec proxy (4x4 DCT, deadzone quantisation at VVC's step) at QPs drawn in "
                    "MIN-MAX, e.g. 7-37.")
+@click.option("--code-decay", type=click.FloatRange(0, 0.5), default=0.25, show_default=True,
+              help="Linear code: channel i starts at a standard deviation of (var_i/var_0)^DECAY (0 whitens).")
 @click.option("--crop", type=str, default=None, help="Train on HxW windows of the coarsest grid (cached features, backbone).")
 @click.option("--quant-noise/--no-quant-noise", default=False, show_default=True,
               help="Add +-1/2-step uniform noise to the code (simulates 10-bit quantisation).")
@@ -127,7 +129,7 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (sampling, SLS, initial weights).")
 @device_option
 def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, output_weight, feature_weight,
-         codec_qp, crop, quant_noise, no_sls, stats_frames, cache_features, cache_frames, cache_dir, cache_limit_gb,
+         codec_qp, code_decay, crop, quant_noise, no_sls, stats_frames, cache_features, cache_frames, cache_dir, cache_limit_gb,
          checkpoint_every, arch_path, qact_path, fps, export_path,
          seed, device):
     """Train advMSFC (MSFF + MSFR) on SOURCE videos / MOTChallenge folders / image folders (frames FIRST..LAST
@@ -138,7 +140,7 @@ def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr
     jde = open_network(weights, jde_cfg, dev)
     settings = TrainSettings(
         split=split.name, steps=steps, batch_size=batch_size, lr=lr, sls=not no_sls, quant_noise=quant_noise,
-        task_weight=task_weight, output_weight=output_weight, feature_weight=feature_weight, codec_qps=_qp_range(codec_qp),
+        task_weight=task_weight, output_weight=output_weight, feature_weight=feature_weight, codec_qps=_qp_range(codec_qp), code_decay=code_decay,
         crop=_crop(crop, cache_features, split), stats_frames=stats_frames, seed=seed, checkpoint_every=checkpoint_every,
     )
     run = TrainRun(opened, output, [str(p) for p in sources], resume, arch_path, qact_path,

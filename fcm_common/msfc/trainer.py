@@ -143,7 +143,7 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
         means, stds = measure_statistics(plain, model.order, max(settings.stats_frames // settings.batch_size, 1))
         model.set_statistics([m.to(device) for m in means], [s.to(device) for s in stds])
         if model.arch.fusion == "linear":
-            explained = init_linear_code(model, plain, max(run.pca_frames // settings.batch_size, 1))
+            explained = init_linear_code(model, plain, max(run.pca_frames // settings.batch_size, 1), settings.code_decay)
             listener.code_initialised(float(explained[model.fused_channels - 1]))
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
