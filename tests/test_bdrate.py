@@ -83,3 +83,12 @@ def test_dominated_points_are_found():
     assert efficient_points([1, 2, 3, 4], [10, 30, 20, 40]) == [0, 1, 3]
     kept = efficient_points(rates, motas)
     bd_rate([rates[i] for i in kept], [motas[i] for i in kept], [r / 2 for r in rates[1:]], motas[1:])
+
+
+def test_a_bd_rate_comes_with_the_accuracy_range_it_covers():
+    from fcm_common.evaluation.bdrate import bd_rate_range
+
+    result = bd_rate_range([100, 200, 400, 800], [0.2, 0.4, 0.6, 0.7], [50, 100, 200, 400], [0.3, 0.5, 0.65, 0.8])
+    assert (result.lo, result.hi) == (0.3, 0.7)  # the overlap of 0.2..0.7 and 0.3..0.8
+    assert result.value < 0
+    assert result.describe().endswith("over MOTA 30.0..70.0%")

@@ -94,13 +94,12 @@ def main() -> None:
     ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "results.md", help="page to regenerate ('' = none)")
     ap.add_argument("--splits", default=",".join(SPLITS))
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--preset", default="vvenc-faster",
-                    help="VVenC preset (vvenc-faster: VVenC's own faster preset, which docs/results.md was made "
-                    "with; the study fits an hour on 2 cores)")
+    ap.add_argument("--preset", default="medium",
+                    help="VVenC preset (default: fcm-encode's default, medium; docs/results.md is made with it)")
     args = ap.parse_args()
 
     from fcm_common.cli.support import print_table
-    from fcm_common.evaluation.bdrate import BDRateError, bd_rate, efficient_points
+    from fcm_common.evaluation.bdrate import BDRateError, bd_rate_range, efficient_points
     from fcm_ctc.config import load_dataset
 
     started = time.time()
@@ -147,7 +146,7 @@ def main() -> None:
     def bd(test: tuple[str, str], anchor: tuple[str, str], cls: str) -> str:
         (ra, ma), (rt, mt) = efficient[anchor][cls], efficient[test][cls]
         try:
-            return f"{100 * bd_rate(ra, ma, rt, mt, 'pchip'):+.1f}%"
+            return bd_rate_range(ra, ma, rt, mt, "pchip").describe()
         except BDRateError as exc:
             return f"n/a ({exc})"
 
@@ -156,6 +155,8 @@ def main() -> None:
     for cls in classes:
         for split in splits:
             bd_rows.append([cls, f"advMSFC {split} vs anchor {split}", bd(("advmsfc", split), ("anchor", split), cls)])
+        if "backbone" in splits and "dn53" in splits:
+            bd_rows.append([cls, "advMSFC backbone vs anchor dn53", bd(("advmsfc", "backbone"), ("anchor", "dn53"), cls)])
         for other in (s for s in splits if s != "backbone"):
             if "backbone" in splits:
                 bd_rows.append([cls, f"advMSFC backbone vs advMSFC {other}", bd(("advmsfc", "backbone"), ("advmsfc", other), cls)])

@@ -13,7 +13,7 @@ import click
 
 from fcm_common.cli.support import FcmCommand, option, print_table
 from fcm_common.core.errors import FcmError
-from fcm_common.evaluation.bdrate import METHODS, BDRateError, bd_rate, plot_curves
+from fcm_common.evaluation.bdrate import METHODS, BDRateError, bd_rate_range, plot_curves
 
 
 def read_points(path: Path) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
@@ -58,13 +58,14 @@ def main(anchor_csv, test_csv, method, plot_path, no_plot):
     for kind, name in sorted(common, key=lambda k: (k[0] != "class", k[1])):
         (ra, ma), (rt, mt) = anchor[(kind, name)], test[(kind, name)]
         try:
-            value = f"{100 * bd_rate(ra, ma, rt, mt, method):+.2f}%"
+            result = bd_rate_range(ra, ma, rt, mt, method)
+            value, span = f"{100 * result.value:+.2f}%", f"{result.lo:.4g}..{result.hi:.4g}"
         except BDRateError as exc:
-            value = f"n/a ({exc})"
-        rows.append([name, kind, len(ra), len(rt), value])
+            value, span = f"n/a ({exc})", "-"
+        rows.append([name, kind, len(ra), len(rt), value, span])
         curves[f"{name} ({kind})"] = {anchor_csv.stem if anchor_csv.stem != test_csv.stem else "anchor": (ra, ma),
                                       test_csv.stem if anchor_csv.stem != test_csv.stem else "test": (rt, mt)}
-    print_table(f"BD-rate of {test_csv} vs {anchor_csv} ({method})", ["name", "kind", "anchor points", "test points", "BD-rate"], rows)
+    print_table(f"BD-rate of {test_csv} vs {anchor_csv} ({method})", ["name", "kind", "anchor points", "test points", "BD-rate", "over MOTA"], rows)
     if not no_plot:
         plot_curves(curves, plot_path, title=f"{test_csv.parent.name or test_csv.stem} vs {anchor_csv.parent.name or anchor_csv.stem}")
         click.echo(f"RD curves: {plot_path}")

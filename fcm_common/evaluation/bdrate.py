@@ -11,6 +11,7 @@ VCEG-M33 cubic polynomial fitted through the points (``method="cubic"``, at leas
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
@@ -53,6 +54,20 @@ def efficient_points(rates: Sequence[float], accuracies: Sequence[float]) -> lis
     return sorted(kept)
 
 
+@dataclass(frozen=True)
+class BDRate:
+    """A BD-rate (fraction: -0.5 = half the rate at equal accuracy) and the accuracy range it was
+    integrated over (the overlap of the two curves): a BD-rate means little without it."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def describe(self, percent: bool = True) -> str:
+        scale = 100 if percent else 1
+        return f"{100 * self.value:+.1f}% over MOTA {scale * self.lo:.1f}..{scale * self.hi:.1f}" + ("%" if percent else "")
+
+
 def bd_rate(
     anchor_rates: Sequence[float],
     anchor_acc: Sequence[float],
@@ -61,6 +76,17 @@ def bd_rate(
     method: str = "pchip",
 ) -> float:
     """BD-rate as a fraction (-0.5 = half the rate at equal accuracy)."""
+    return bd_rate_range(anchor_rates, anchor_acc, test_rates, test_acc, method).value
+
+
+def bd_rate_range(
+    anchor_rates: Sequence[float],
+    anchor_acc: Sequence[float],
+    test_rates: Sequence[float],
+    test_acc: Sequence[float],
+    method: str = "pchip",
+) -> BDRate:
+    """BD-rate and the accuracy range it covers."""
     if method not in METHODS:
         raise BDRateError(f"unknown interpolation '{method}' (choose from {', '.join(METHODS)})")
     xa, ya = _curve(anchor_rates, anchor_acc, "anchor")
@@ -79,7 +105,7 @@ def bd_rate(
         pa, pt = np.polyint(np.polyfit(xa, ya, 3)), np.polyint(np.polyfit(xt, yt, 3))
         area_a = np.polyval(pa, hi) - np.polyval(pa, lo)
         area_t = np.polyval(pt, hi) - np.polyval(pt, lo)
-    return float(10 ** ((area_t - area_a) / (hi - lo)) - 1)
+    return BDRate(float(10 ** ((area_t - area_a) / (hi - lo)) - 1), float(lo), float(hi))
 
 
 def plot_curves(curves: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]], path, title: str = "") -> None:
