@@ -66,6 +66,7 @@ class JDETrainSettings:
     workers: int = 0  # processes preparing batches (0: in the training process)
     precision: str = "fp32"  # or "bf16" (CUDA autocast; the loss stays fp32)
     time_budget_steps: int = 0  # the step count a time budget fixed (0: none)
+    balance: float = 0.0  # sources drawn ~ n ** (1 - balance) instead of ~ n (their picture counts)
     init: str = ""  # weights the network started from (file and weights id), "" = from scratch
 
     def to_dict(self) -> dict:
@@ -190,8 +191,15 @@ class TrainingSamples(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: list[LabelledImage], width: int, height: int, grids: list[tuple[int, int]],
-                 anchors: list[torch.Tensor], jitter: Jitter, seed: int):
+                 anchors: list[torch.Tensor], jitter: Jitter, seed: int, balance: float = 0.0):
         sizes = [im.image.size for im in images]
+        # balance > 0: a picture of a source of n pictures is drawn with probability ~ n ** -balance
+        # (1: every source as often; 0: every picture as often, a permutation per pass)
+        self.balance = balance
+        origins = [im.origin.rsplit(":", 1)[0] for im in images]
+        counts = {o: origins.count(o) for o in set(origins)}
+        weights = np.array([counts[o] ** -balance for o in origins], np.float64)
+        self.weights = weights / weights.sum()
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.pixels = torch.empty(int(self.offsets[-1]), dtype=torch.uint8)
         for im, start, size in zip(images, self.offsets, sizes):
@@ -221,7 +229,9 @@ class TrainingSamples(torch.utils.data.Dataset):
         n = self.count
         epoch = g // n
         if self._pass is None or self._pass[0] != epoch:
-            self._pass = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(n))
+            rng = np.random.default_rng([self.seed, 1, epoch])
+            order = rng.permutation(n) if not self.balance else rng.choice(n, n, p=self.weights)
+            self._pass = (epoch, order)
         return int(self._pass[1][g % n])
 
     def sample(self, g: int) -> NetworkSample:
@@ -319,7 +329,7 @@ class JDETrainer:
         self.anchors = [self.model.module_list[y][0].anchor_grid.detach().cpu() for y in self.model.yolo_layers]
         w, h = self.model.input_width, self.model.input_height
         grids = [(h // self.model.layer_strides[i], w // self.model.layer_strides[i]) for i in self.head_layers]
-        self.samples = TrainingSamples(images, w, h, grids, self.anchors, self.jitter, settings.seed)
+        self.samples = TrainingSamples(images, w, h, grids, self.anchors, self.jitter, settings.seed, settings.balance)
         self.positives = [np.zeros(len(a), np.int64) for a in self.anchors]  # foreground anchors seen, per head
         if not any(im.teacher is not None for im in images):
             self.settings.distill_weight = 0.0
