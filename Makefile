@@ -48,11 +48,13 @@ test-fast:
 DEMO_TIME = about 2 minutes (97 s measured)
 demo:
 	@mkdir -p out/demo && date +%s > out/demo/.start
-	@echo "make demo: the shipped sample (100 frames) through fcm-track, then advMSFC and the anchor (backbone, QP 32)"
+	@echo "make demo: the shipped sample (100 frames) through fcm-track, then advMSFC (QP 32 and 17) and the anchor (QP 32), backbone split"
 	@echo "encoded and decoded; $(DEMO_TIME) on a 2-core CPU. MOTA to expect: README, 'What the first commands print'."
 	$(VENV)/bin/fcm-track $(SAMPLE) -o out/demo/tracks.txt
 	$(VENV)/bin/fcm-encode $(SAMPLE) --qp 32 --split backbone -o out/demo/advmsfc_backbone_qp32.bin
 	$(VENV)/bin/fcm-decode out/demo/advmsfc_backbone_qp32.bin --gt $(SAMPLE)
+	$(VENV)/bin/fcm-encode $(SAMPLE) --qp 17 --split backbone -o out/demo/advmsfc_backbone_qp17.bin
+	$(VENV)/bin/fcm-decode out/demo/advmsfc_backbone_qp17.bin --gt $(SAMPLE)
 	$(VENV)/bin/fcm-encode $(SAMPLE) --qp 32 --split backbone --method anchor -o out/demo/anchor_backbone_qp32.bin
 	$(VENV)/bin/fcm-decode out/demo/anchor_backbone_qp32.bin --gt $(SAMPLE)
 	@echo "make demo took $$(( $$(date +%s) - $$(cat out/demo/.start) )) s"

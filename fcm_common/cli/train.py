@@ -90,7 +90,8 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @jde_cfg_option
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Checkpoint (default: advmsfc_<split>.pt).")
 @click.option("--resume", is_flag=True, help="Continue training from --output (same split, JDE weights, architecture).")
-@click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True, help="Total optimisation steps.")
+@click.option("--steps", type=click.IntRange(min=0), default=20000, show_default=True,
+              help="Total optimisation steps (0: a linear code's PCA start as it is, no optimisation).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Training samples per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Peak learning rate (AdamW, warm-up and cosine decay).")
@@ -112,6 +113,8 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("--no-sls", is_flag=True, help="Train without the Selective Learning Strategy (for comparison only).")
 @click.option("--stats-frames", type=click.IntRange(min=1), default=64, show_default=True,
               help="Frames used to measure feature statistics, the code range and the validation error.")
+@click.option("--pca-frames", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Frames whose features start a linear code (its principal components).")
 @click.option("--cache-features", is_flag=True,
               help="Compute JDE features (and head inputs) once for --cache-frames frames, float16, memory-mapped in "
                    "--cache-dir, and train on them (a later run with the same frames and JDE reuses them).")
@@ -129,7 +132,7 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (sampling, SLS, initial weights).")
 @device_option
 def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, output_weight, feature_weight,
-         codec_qp, code_decay, crop, quant_noise, no_sls, stats_frames, cache_features, cache_frames, cache_dir, cache_limit_gb,
+         codec_qp, code_decay, crop, quant_noise, no_sls, stats_frames, pca_frames, cache_features, cache_frames, cache_dir, cache_limit_gb,
          checkpoint_every, arch_path, qact_path, fps, export_path,
          seed, device):
     """Train advMSFC (MSFF + MSFR) on SOURCE videos / MOTChallenge folders / image folders (frames FIRST..LAST
@@ -144,7 +147,7 @@ def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr
         crop=_crop(crop, cache_features, split), stats_frames=stats_frames, seed=seed, checkpoint_every=checkpoint_every,
     )
     run = TrainRun(opened, output, [str(p) for p in sources], resume, arch_path, qact_path,
-                   cache_frames if cache_features else None, cache_dir)
+                   cache_frames if cache_features else None, cache_dir, pca_frames=pca_frames)
     result = train(jde, split, settings, run, dev, _Bars(output))
 
     ks = sorted(result.errors)
@@ -152,7 +155,7 @@ def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr
     print_table(
         f"fcm-train {split.name}: {result.steps - result.start} steps in {result.seconds:.0f} s -> {output}",
         ["MSFF params", "MSFR params", "last loss", "code range"],
-        [[count_parameters(model.msff), count_parameters(model.msfr), result.last_loss, f"[{lo:.3g}, {hi:.3g}]"]],
+        [[count_parameters(model.msff), count_parameters(model.msfr), result.last_loss if result.steps > result.start else "-", f"[{lo:.3g}, {hi:.3g}]"]],
     )
     print_table("standardised reconstruction MSE by kept channels (validation frames)", [str(k) for k in ks],
                 [[result.errors[k] for k in ks]])

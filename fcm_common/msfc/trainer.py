@@ -119,6 +119,9 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
         if run.output.exists():
             raise FcmError(f"{run.output} exists: pass --resume to continue it, or another -o")
         arch = arch_for_split(split, run.arch_path, jde.split_shapes(split))
+        if settings.steps == 0 and arch.fusion != "linear":
+            raise FcmError(f"--steps 0 keeps a linear code's PCA start; the {split.name} architecture's fusion is "
+                           f"'{arch.fusion}', which starts random: ask for steps")
         model = AdvMSFC(arch, scale_order(split)).to(device)
         qact = load_qact(split, run.qact_path, arch.fused_channels)
         start = 0
