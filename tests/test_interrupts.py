@@ -57,7 +57,8 @@ def test_a_signalled_encoder_removes_its_temporary_folder(long_sequence, small_c
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     out = tmp_path / "out" / "x.bin"
-    proc = _start("fcm-encode", _encode_args(long_sequence, small_cfg, out), tmpdir)
+    # paced at 30 fps (4 s for 120 frames): on a loaded machine an unpaced encoder could end before the signal
+    proc = _start("fcm-encode", [*_encode_args(long_sequence, small_cfg, out), "--realtime"], tmpdir)
     _wait_for_workdir(proc, tmpdir, "fcm-enc-")
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
