@@ -45,7 +45,7 @@ test-fast:
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # make demo: measured on the 2-core development CPU (README, "What the first commands print")
-DEMO_TIME = about 2 minutes (97 s measured)
+DEMO_TIME = about 2 minutes (94 s measured)
 demo:
 	@mkdir -p out/demo && date +%s > out/demo/.start
 	@echo "make demo: the shipped sample (100 frames) through fcm-track, then advMSFC (QP 32 and 17) and the anchor (QP 32), backbone split"
