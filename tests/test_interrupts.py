@@ -27,8 +27,10 @@ def _start(name: str, args: list, tmpdir) -> subprocess.Popen:
     cmd = [script] if os.path.exists(script) else [sys.executable, "-c", f"from {ENTRY_POINTS[name]} import main; main()"]
     env = {k: v for k, v in os.environ.items() if k != "FCM_JDE_WEIGHTS"}
     env["TMPDIR"] = str(tmpdir)  # the command's temporary folders go here, where the test can see them
+    # a background job (`make test &`) inherits SIGINT ignored, and Python then leaves it ignored: give the
+    # command the default disposition, as a terminal's foreground job has
     return subprocess.Popen(cmd + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_workdir(proc: subprocess.Popen, tmpdir, prefix: str, timeout: float = 120) -> None:
