@@ -146,7 +146,7 @@ def main() -> None:
     def bd(test: tuple[str, str], anchor: tuple[str, str], cls: str) -> str:
         (ra, ma), (rt, mt) = efficient[anchor][cls], efficient[test][cls]
         try:
-            return bd_rate_range(ra, ma, rt, mt, "pchip").describe(percent=False) + "%"  # MOTA here is in %
+            return bd_rate_range(ra, ma, rt, mt, "pchip").describe(mota_scale=1)  # MOTA here is in %
         except BDRateError as exc:
             return f"n/a ({exc})"
 

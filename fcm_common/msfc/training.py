@@ -22,7 +22,8 @@ close to what it sees after VVC. (Gaussian noise of VVC's rms error was tried fi
 make QP 27-32 any better, because VVC removes small coefficients rather than adding noise.)
 
 A linear model (``fusion = linear``) starts from the principal components of the stacked
-standardised features (:func:`init_linear_code`): the code is then the PCA code, whitened.
+standardised features (:func:`init_linear_code`): the code is then the PCA code, channel i scaled
+to (var_i/var_0)^``code_decay`` of the first one's spread.
 
 Data: any pedestrian frames (videos, MOTChallenge folders, image folders), letterboxed like JDE's
 input, with horizontal flips and, half of the time, a random half-size crop first (a zoom that
@@ -364,9 +365,7 @@ def init_linear_code(model: AdvMSFC, batches: Iterator, num_batches: int, decay:
     total = mean_sum = None
     count = 0
     for _ in range(num_batches):
-        item = next(batches)
-        feats = item[0] if isinstance(item, tuple) else item
-        z = LinearFusion.stack(*model.standardise(feats)).double()
+        z = LinearFusion.stack(*model.standardise(next(batches))).double()
         x = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         total = x.T @ x if total is None else total + x.T @ x
         mean_sum = x.sum(0) if mean_sum is None else mean_sum + x.sum(0)
