@@ -23,9 +23,9 @@ from fcm_common.cli.support import (
     weights_option,
 )
 from fcm_common.coding.methods import check_method, method_for_encoding
+from fcm_common.coding.quantization import RangeSpec
 from fcm_common.core.atomic import check_writable, refuse_overwriting_inputs
 from fcm_common.core.device import resolve_device
-from fcm_common.coding.quantization import RangeSpec
 from fcm_common.core.errors import FcmError
 from fcm_common.data.sources import is_live_input, open_live_source, open_source
 from fcm_common.streaming.transport import is_live_target, open_sink, parse_tcp
@@ -58,7 +58,7 @@ from fcm_encoder.encoder import EncodeSettings, encode_stream
 @click.option("--bit-depth", type=click.Choice(["10", "32"]), default="10", show_default=True,
               help="10: quantised samples; 32: float32 samples, unquantised (lossless codec only).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Frames per network batch (more: faster on a GPU, same stream).")
-@click.option("--threads", type=click.IntRange(min=0), default=0, help="Inner encoder threads (0: automatic).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="Inner encoder threads (0: automatic: up to 8; none beside the coding one for a live or paced source).")
 @device_option
 def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg, output, max_frames, fps, size, realtime,
          intra_period, segment, range_text, bit_depth, batch_size, threads, device):

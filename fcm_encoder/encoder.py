@@ -1,20 +1,21 @@
 """The fcm encoder: frames -> JDE part 1 -> method -> 10-bit frames -> inner codec -> bitstream.
 
-:func:`encode_sequence` runs four steps: plan the frame format (layout, coded size, quantisation
-range, fill level), code the frames, make the header, hash the reconstruction into it.
+:func:`encode_stream` plans the frame format once (layout, coded size, quantisation range, fill
+level), then codes the frames segment by segment (docs/bitstream.md, version 3): each segment its
+own inner-codec session, its pictures sent as the codec gives them out, its end unit carrying the
+reconstruction hash (the segment decoded as a decoder will, while it is coded), so that a damaged
+payload, a re-signed range or a non-conforming decoder cannot go unnoticed. A stored file and a live
+stream are made by this one function; :func:`encode_sequence` keeps the stream in memory.
 
 Frames stream through: nothing holds the whole sequence's features (a TVD/DN53 frame is 18.5 MB
 of floats). The one exception is ``--range sequence``, which needs the feature range before the
 first frame is quantised and therefore runs NN part 1 twice (a first pass only measures it).
-
-After coding, the payload is decoded once more to hash the header's fields and the reconstructed
-frames into the header; the decoder checks that hash, so a damaged payload, a re-signed header or a
-non-conforming decoder cannot go unnoticed.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import queue
 import tempfile
 import threading
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from fcm_common.coding import bitstream, segments
-from fcm_common.coding.codecs import CodecParams, InnerCodec, check_decoded_frame, make_codec
+from fcm_common.coding.codecs import NO_WORKER_THREADS, CodecParams, InnerCodec, check_decoded_frame, make_codec
 from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
 from fcm_common.coding.methods import FeatureMethod
 from fcm_common.coding.packing import FrameLayout
@@ -120,14 +121,6 @@ class FramePlan:
         return self.format.coded_height
 
 
-@dataclass
-class CodedFrames:
-    payload: bytes
-    frames: int
-    ranges: list[tuple[float, float]]  # per frame (empty with a fixed range)
-    chunked: bool
-
-
 class _Pass:
     """One pass of NN part 1 and the method over the source, batch by batch."""
 
@@ -182,6 +175,13 @@ def _read_ahead(items, depth: int = 2):
         close = getattr(items, "close", None)
         if close is not None and not thread.is_alive():
             close()
+
+
+def warm_up(model, method: FeatureMethod, settings: EncodeSettings, device: torch.device) -> None:
+    """NN part 1 and the method once on a blank input (a live source's first frames then run at speed)."""
+    blank = torch.zeros(settings.batch_size, 3, model.input_height, model.input_width, device=device)
+    with torch.inference_mode():
+        method.reduce(model.forward_part1(blank, settings.split))
 
 
 def measure_range(reduced: _Pass, progress: ProgressFn | None = None) -> tuple[float, float]:
@@ -247,70 +247,6 @@ def sequence_frames(source: FrameSource, model, method: FeatureMethod, settings:
     return plan, packed_frames(reduced, plan, progress)
 
 
-def code_frames(reduced: _Pass, plan: FramePlan, workdir: Path, progress: ProgressFn | None = None) -> CodedFrames:
-    """Step 2: quantise and pack every frame and feed it to the inner encoder."""
-    source, settings, timer = reduced.source, reduced.settings, reduced.timer
-    encoder = settings.codec.open_encoder(plan.width, plan.height, settings.codec_params(source.fps), workdir)
-    ranges: list[tuple[float, float]] = []
-    frames = 0
-    try:
-        for frame, lo_hi in packed_frames(reduced, plan, progress):
-            if plan.fixed_range is None:
-                ranges.append(lo_hi)
-            with timer.stage("encode"):
-                encoder.write(frame)
-            frames += 1
-        with timer.stage("encode"):
-            payload = encoder.finish()
-    except BaseException:
-        encoder.abort()
-        raise
-    if frames == 0:
-        raise FcmError(f"{source.path}: no frames to encode")
-    return CodedFrames(payload, frames, ranges, encoder.chunked)
-
-
-def reconstruction_hash(codec: InnerCodec, coded: CodedFrames, header: bitstream.StreamHeader, workdir: Path) -> bytes:
-    """Step 4: decode the payload as a decoder will and hash the header's fields and its frames."""
-    digest = bitstream.frames_hash(header)
-    for index, frame in enumerate(codec.decode(coded.payload, header.coded_width, header.coded_height, coded.frames,
-                                               workdir, header.sample_bits)):
-        check_decoded_frame(frame, header.sample_bits, index)
-        bitstream.hash_frame(digest, frame)
-    return bitstream.digest16(digest)
-
-
-def stream_header(source: FrameSource, model, method: FeatureMethod, settings: EncodeSettings, plan: FramePlan,
-                  coded: CodedFrames, recon_hash: bytes = bytes(bitstream.ID_BYTES)) -> bitstream.StreamHeader:
-    """Step 3: everything the decoder needs (the reconstruction hash is filled in by step 4)."""
-    return bitstream.StreamHeader(
-        method=method.name,
-        split=settings.split.name,
-        codec=settings.codec.name,
-        sample_bits=settings.sample_bits,
-        qp=settings.qp,
-        gop=settings.gop,
-        intra_period=settings.intra_period,
-        orig_width=source.width,
-        orig_height=source.height,
-        input_width=model.input_width,
-        input_height=model.input_height,
-        num_frames=coded.frames,
-        fps=Fraction(source.fps).limit_denominator(1001),
-        coded_width=plan.width,
-        coded_height=plan.height,
-        fused_channels=tuple(method.fused_channels(plan.split_shapes)),
-        layout=plan.layout,
-        ranges=coded.ranges if plan.fixed_range is None else [plan.fixed_range],
-        fill_level=plan.format.fill_level,
-        jde_id=bitstream.hex_id(model.weights_id),
-        model_id=method.model_id,
-        recon_hash=recon_hash,
-        per_frame_range=plan.fixed_range is None,
-        chunked=coded.chunked,
-    )
-
-
 def encode_sequence(
     source: FrameSource,
     model,
@@ -344,6 +280,11 @@ def encode_stream(
     network works on frame n+1 while the codec codes frame n); a collector thread takes each picture
     the codec gives out and sends it as a picture unit, then closes each segment with its end unit
     (the reconstruction hash: the segment decoded once more, as a decoder will)."""
+    paced = sink.live or source.live or source.realtime
+    if settings.threads == 0 and paced:
+        # frames come at the source's pace: the codec waits most of the time, and a waiting worker pool
+        # spins (a core lost to the network and the decoder beside it); one thread codes a picture in time
+        settings = dataclasses.replace(settings, threads=NO_WORKER_THREADS)
     timer = StageTimer(device)
     reduced = _Pass(source, model, method, settings, device, timer)
     plan = plan_frames(reduced, progress)
@@ -351,6 +292,11 @@ def encode_stream(
     with tempfile.TemporaryDirectory(prefix="fcm-enc-") as tmp:
         collector = _Collector(settings, plan, sink, Path(tmp), timer)
         collector.start()
+        if paced:
+            # before the first frame is read: the first segment's codec starts while the network runs once
+            # on a blank picture (its first run is the slowest), so the first frames are not late
+            collector.prepare_next(source)
+            warm_up(model, method, settings, device)
         segment = None
         source_error = None
         try:
@@ -422,6 +368,52 @@ class _Segment:
         if not self.closed:
             self.closed = True
             self.encoder.close()
+
+
+class _ReconstructionCheck:
+    """A segment's reconstruction hash, made while the segment is coded: the decoder a receiver runs
+    (the codec's incremental one) is fed each picture as the codec gives it out, and a thread hashes
+    each frame it decodes, so that the segment's end unit is ready when its last picture is. (Decoding
+    the whole segment at its end held the next segment's first pictures back: a latency peak at every
+    segment start of a live stream.)"""
+
+    def __init__(self, codec: InnerCodec, plan: FramePlan, header: segments.SegmentHeader, records: list[FrameRecord],
+                 workdir: Path):
+        self.header, self.records, self.sample_bits = header, records, header.params.sample_bits
+        self.digest = segments.segment_hash(header)
+        self.decoded = 0
+        self.error: BaseException | None = None
+        self.decoder = codec.open_decoder(plan.width, plan.height, self.sample_bits, workdir)
+        self.thread = threading.Thread(target=self._hash, daemon=True, name="fcm-encode-check")
+        self.thread.start()
+
+    def _hash(self) -> None:
+        try:
+            for frame in self.decoder.frames():
+                check_decoded_frame(frame, self.sample_bits, self.header.first_frame + self.decoded)
+                segments.hash_range(self.digest, self.records[self.decoded])  # written before its frame was coded
+                bitstream.hash_frame(self.digest, frame)
+                self.decoded += 1
+        except BaseException as exc:  # noqa: BLE001 - raised by finish
+            self.error = exc
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self.decoder.feed(data)
+
+    def finish(self, frames: int) -> bytes:
+        """The hash, once the decoder has given out the segment's ``frames`` frames."""
+        self.decoder.end(frames)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        if self.decoded != frames:
+            raise FcmError(f"segment {self.header.index}: its {frames} coded frames decoded to {self.decoded}")
+        return bitstream.digest16(self.digest)
+
+    def abort(self) -> None:
+        self.decoder.abort()
+        self.thread.join(timeout=5)
 
 
 class _Aborted(Exception):
@@ -524,24 +516,24 @@ class _Collector(threading.Thread):
     def _segment(self, segment: _Segment, pictures) -> None:
         header = segment.header
         self._send(segments.segment_unit(header), segment_start=True)
-        payload, taken, sent = bytearray(), 0, 0
-        for data, pictures in pictures:
-            taken += pictures
-            payload += data
-            if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment
-                self._picture(header, segment.records[sent:taken], bytes(payload[-len(data):]) if data else b"")
-                sent = taken
-        if not self.sink.live or sent < taken or not taken:
-            self._picture(header, segment.records[sent:taken], bytes(payload) if not self.sink.live else b"")
-        with self.timer.stage("reconstruction_hash"):
-            digest = segments.segment_hash(header)
-            frames = self.settings.codec.decode(bytes(payload), self.plan.width, self.plan.height, taken, self.workdir,
-                                                self.settings.sample_bits)
-            for index, frame in enumerate(frames):
-                check_decoded_frame(frame, self.settings.sample_bits, header.first_frame + index)
-                segments.hash_range(digest, segment.records[index])
-                bitstream.hash_frame(digest, frame)
-        self._send(segments.segment_end_unit(header.index, taken, bitstream.digest16(digest)))
+        check = _ReconstructionCheck(self.settings.codec, self.plan, header, segment.records, self.workdir)
+        try:
+            payload, taken, sent = bytearray(), 0, 0
+            for data, count in pictures:
+                taken += count
+                payload += data
+                check.feed(data)
+                if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment
+                    self._picture(header, segment.records[sent:taken], bytes(payload[-len(data):]) if data else b"")
+                    sent = taken
+            if not self.sink.live or sent < taken or not taken:
+                self._picture(header, segment.records[sent:taken], bytes(payload) if not self.sink.live else b"")
+            with self.timer.stage("reconstruction_hash"):  # what is left of it: the last picture's
+                recon_hash = check.finish(taken)
+        except BaseException:
+            check.abort()
+            raise
+        self._send(segments.segment_end_unit(header.index, taken, recon_hash))
         self.open.remove(segment)
 
     def _picture(self, header, records, data: bytes) -> None:

@@ -1,9 +1,11 @@
 import os
+import queue
+import threading
 
 import numpy as np
 import pytest
 
-from fcm_common.coding.codecs import CodecError, CodecParams, make_codec
+from fcm_common.coding.codecs import NO_WORKER_THREADS, CodecError, CodecParams, make_codec
 from fcm_common.coding.codecs.vtm import chunk_plan, locate_vtm
 
 
@@ -57,6 +59,48 @@ def test_vvenc_codes_4_0_0_10_bit(tmp_path, gop):
     payload_hq, out_hq = round_trip(codec, frames, tmp_path, preset="faster", gop=gop, intra_period=4, qp=12)
     assert len(payload_hq) > len(payload)
     assert np.abs(out_hq.astype(int) - frames.astype(int)).mean() < err.mean()
+
+
+def test_vvenc_without_worker_threads_codes_the_same_pictures_at_the_same_quality(tmp_path):
+    """A paced encoder's setting (NO_WORKER_THREADS): libvvenc in ffmpeg's thread, no pool that spins
+    while it waits. Its stream differs from a pool's by a few bytes, not in kind."""
+    codec = make_codec("vvenc")
+    frames = smooth_frames()
+    encoder = codec.open_encoder(96, 64, CodecParams(qp=27, fps=30, threads=NO_WORKER_THREADS, gop="ll"), tmp_path)
+    assert "Threads=0" in " ".join(encoder.cmd)
+    encoder.abort()
+    single, out_single = round_trip(codec, frames, tmp_path, preset="faster", gop="ll", threads=NO_WORKER_THREADS)
+    pool, out_pool = round_trip(codec, frames, tmp_path, preset="faster", gop="ll", threads=2)
+    assert out_single.shape == frames.shape
+    err_single = np.abs(out_single.astype(int) - frames.astype(int)).mean()
+    err_pool = np.abs(out_pool.astype(int) - frames.astype(int)).mean()
+    assert abs(len(single) - len(pool)) < 0.05 * len(pool) and abs(err_single - err_pool) < 1
+
+
+def test_vvc_stream_decoder_gives_a_picture_out_before_the_next_one_comes(tmp_path):
+    """Live decoding: a picture is decoded when it arrives, not when the next one does (ffmpeg's frame
+    threaded rawvideo output held each picture back by one frame interval until it had one thread)."""
+    codec = make_codec("vvenc")
+    frames = smooth_frames(3)
+    encoder = codec.open_encoder(96, 64, CodecParams(qp=27, fps=30, gop="ll", preset="faster"), tmp_path)
+    for frame in frames:
+        encoder.write(frame)
+    encoder.close()
+    pictures = [data for data, _ in encoder.pictures()]
+    decoder = codec.open_decoder(96, 64, 10, tmp_path)
+    got: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [got.put(f) for f in decoder.frames()], daemon=True)
+    reader.start()
+    try:
+        for index, picture in enumerate(pictures):
+            decoder.feed(picture)
+            frame = got.get(timeout=30)  # no next picture fed yet
+            expected = np.stack(list(codec.decode(b"".join(pictures), 96, 64, 3, tmp_path)))[index]
+            assert np.array_equal(frame, expected)
+        decoder.end(3)
+        reader.join(timeout=30)
+    finally:
+        decoder.abort()
 
 
 def test_vvenc_errors_name_the_command(tmp_path):

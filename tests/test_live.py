@@ -349,3 +349,27 @@ def test_a_codec_that_gives_out_everything_at_the_end_waits_for_its_last_frame()
     encoder.close()
     reader.join(timeout=5)
     assert got == [(b"".join(np.full((2, 2), i, np.uint16).tobytes() for i in range(3)), 3)]
+
+
+def test_a_paced_source_codes_without_codec_worker_threads(bundled, stream, monkeypatch):
+    """Frames at a source's pace leave the codec waiting: its sessions get no worker pool (a waiting
+    pool spins, a core lost to the network); a stored sequence keeps the codec's default. Either way
+    the frames are the same, so a lossless stream is too (apart from its capture times)."""
+    from fcm_common.coding.codecs import NO_WORKER_THREADS
+    from fcm_common.coding.codecs.lossless import LosslessCodec
+
+    opened = []
+    original = LosslessCodec.open_encoder
+
+    def spy(self, width, height, params, workdir):
+        opened.append(params.threads)
+        return original(self, width, height, params, workdir)
+
+    monkeypatch.setattr(LosslessCodec, "open_encoder", spy)
+    _encode(bundled, frames=6)
+    assert opened and set(opened) == {0}
+    opened.clear()
+    sink, report = _encode(bundled, frames=6, realtime=True)
+    assert opened and set(opened) == {NO_WORKER_THREADS}
+    decoded = decode_units([sink.getvalue()], bundled, CPU)
+    assert decoded.ok and decoded.frames == 6 and len(decoded.latencies) == 6

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fcm_common.coding.codecs.base import (
     CODECS,
+    NO_WORKER_THREADS,
     SHARED_OPTIONS,
     CodecChoice,
     CodecError,
@@ -28,6 +29,6 @@ CODEC_NAMES = CODECS.names()
 DECODER_CHOICES = ("auto", *sorted({cls.decoder for cls in CODECS if cls.decoder}))
 
 __all__ = [
-    "CODECS", "CODEC_NAMES", "DECODER_CHOICES", "SHARED_OPTIONS", "CodecChoice", "CodecError", "CodecParams",
+    "CODECS", "CODEC_NAMES", "DECODER_CHOICES", "NO_WORKER_THREADS", "SHARED_OPTIONS", "CodecChoice", "CodecError", "CodecParams",
     "FrameDecoder", "FrameEncoder", "InnerCodec", "check_decoded_frame", "decoder_codec", "make_codec", "register_codec",
 ]

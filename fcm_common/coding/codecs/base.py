@@ -34,6 +34,11 @@ class CodecError(FcmError, RuntimeError):
     """An inner codec that is missing, refuses its input, or fails."""
 
 
+# CodecParams.threads for an encoder fed at a source's pace: it waits most of the time, and workers
+# that wait spin (see VVencCodec.open_encoder)
+NO_WORKER_THREADS = -1
+
+
 @dataclass(frozen=True)
 class CodecParams:
     """Settings shared by the inner codecs (each takes what applies to it)."""
@@ -43,7 +48,7 @@ class CodecParams:
     intra_period: int = 32
     preset: str = "medium"  # VVenC preset
     gop: str = "ld"  # "ld" low delay (frames coded in display order), "ra" random access, "ll" low latency
-    threads: int = 0  # 0: the codec's default
+    threads: int = 0  # 0: the codec's default; NO_WORKER_THREADS: none beside the one that codes
     sample_bits: int = 10  # 10: uint16 levels; 32: float32 samples (lossless codec only)
 
 

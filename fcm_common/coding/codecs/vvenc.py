@@ -36,6 +36,7 @@ import numpy as np
 
 from fcm_common.coding.codecs.base import (
     _END,
+    NO_WORKER_THREADS,
     CodecError,
     CodecParams,
     FrameDecoder,
@@ -293,7 +294,13 @@ class VVencCodec(InnerCodec):
         else:
             settings += ["DecodingRefreshType=cra"]
         vvenc_preset, extra = preset_settings(params.preset, params.gop)
-        threads = params.threads or min(os.cpu_count() or 1, 8)
+        if params.threads == NO_WORKER_THREADS:
+            # libvvenc codes in ffmpeg's thread (Threads=0): a worker pool spins while it waits for the next
+            # picture, and a paced source left it using a whole core between frames. The stream differs
+            # slightly from a pool's (same decoder, a few bytes more or less)
+            threads, extra = 1, [*extra, "Threads=0"]
+        else:
+            threads = params.threads or min(os.cpu_count() or 1, 8)
         return VVencSession(width, height, params.fps, params.qp, vvenc_preset, settings + extra, threads, workdir)
 
     def decode(
@@ -359,7 +366,11 @@ def _leading_aud(picture: bytes) -> int:
 
 
 class VVCStreamDecoder(FrameDecoder):
-    """ffmpeg's VVC decoder fed picture by picture (one segment): probing off, low delay, one thread."""
+    """ffmpeg's VVC decoder fed picture by picture (one segment): probing off, low delay, one thread.
+
+    The output's ``-threads 1`` matters as much as the input's: ffmpeg's rawvideo encoder is frame
+    threaded, and with its automatic thread count it held each decoded picture until the next one
+    came (one frame interval of latency, measured: 101 ms at 10 fps; 1 ms with one thread)."""
 
     def __init__(self, width: int, height: int, workdir: Path):
         super().__init__()
@@ -371,7 +382,7 @@ class VVCStreamDecoder(FrameDecoder):
         self.log_fh = open(self.log, "wb")
         self.cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-probesize", "32",
                     "-analyzeduration", "0", "-flags", "low_delay", "-threads", "1", "-f", "vvc", "-i", "pipe:0",
-                    "-f", "rawvideo", "-pix_fmt", "gray10le", "-flush_packets", "1", "pipe:1"]
+                    "-f", "rawvideo", "-pix_fmt", "gray10le", "-threads", "1", "-flush_packets", "1", "pipe:1"]
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log_fh)
         self.reader = threading.Thread(target=self._read, daemon=True, name="vvc-decode")
         self.reader.start()
