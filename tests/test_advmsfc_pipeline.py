@@ -69,6 +69,21 @@ def test_training_refuses_to_overwrite_or_mismatch(trained, small_sequence, smal
     assert_one_line_error(run_cli("fcm-train", *base, "--split", "dn53", "--resume"), "trained for split 'backbone', not 'dn53'")
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--codec-qp", "7", "--codec-qp must be MIN-MAX, got '7'"),
+    ("--codec-qp", "30-7", "--codec-qp must be within 0-63 with MIN <= MAX, got '30-7'"),
+    ("--crop", "9by16", "--crop: '9by16' is not HxW of positive integers"),
+    ("--crop", "0x16", "--crop: '0x16' is not HxW of positive integers"),
+    ("--crop", "9x16", "--crop needs --cache-features and the backbone split"),
+])
+def test_training_option_errors_are_one_line(tmp_path, small_sequence, small_cfg, option, value, message):
+    model = tmp_path / "model.pt"
+    base = [small_sequence, "--split", "backbone", "--weights", "random", "--jde-cfg", small_cfg, "-o", model,
+            "--device", "cpu", "--steps", "1"]
+    assert_one_line_error(run_cli("fcm-train", *base, option, value), message)
+    assert not model.exists()
+
+
 def _reference(jde, method: AdvMSFCMethod, seq, lo, hi) -> SequenceTracker:
     """MSFF -> keep k -> quantise/dequantise -> zero-fill -> MSFR -> part 2, in-process."""
     source = open_source(seq)

@@ -241,6 +241,8 @@ def test_bad_live_inputs_are_one_line_errors(small_sequence, small_cfg, tmp_path
     assert_one_line_error(run_in_process("fcm-encode", "-", *base), "need --size WxH and --fps")
     assert_one_line_error(run_in_process("fcm-encode", "/dev/video99", *base), "camera not found")
     assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--size", "10x10", *base), "--size is for")
+    assert_one_line_error(run_in_process("fcm-encode", "-", "--size", "640by480", "--fps", "10", *base),
+                          "'640by480' is not WxH of positive integers")
     assert_one_line_error(run_in_process("fcm-encode", small_sequence, "-o", "tcp://nowhere", *base), "tcp://HOST:PORT")
     assert_one_line_error(run_in_process("fcm-encode", small_sequence, "--realtime", "--range", "sequence",
                                          "--method", "anchor", *base), "not with a live")

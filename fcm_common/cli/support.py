@@ -227,12 +227,17 @@ def warn(message: str) -> None:
     stderr_console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
 
 
+def two_sizes(text: str, form: str = "WxH", example: str = "640x480") -> tuple[int, int]:
+    """``AxB`` of two positive integers -> (A, B); ``form`` names them in the error ("WxH", "HxW")."""
+    a, sep, b = str(text).lower().partition("x")
+    if not sep or not a.isdigit() or not b.isdigit() or int(a) < 1 or int(b) < 1:
+        raise click.BadParameter(f"'{text}' is not {form} of positive integers (e.g. {example})")
+    return int(a), int(b)
+
+
 def size_type(text: str) -> tuple[int, int]:
     """``WxH`` -> (W, H)."""
-    w, sep, h = str(text).lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise click.BadParameter(f"'{text}' is not WxH (e.g. 640x480)")
-    return int(w), int(h)
+    return two_sizes(text)
 
 
 def weights_option(func):

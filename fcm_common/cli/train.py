@@ -16,6 +16,7 @@ from fcm_common.cli.support import (
     print_table,
     progress,
     stderr_console,
+    two_sizes,
     weights_option,
 )
 from fcm_common.core.device import resolve_device
@@ -72,11 +73,9 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise FcmError(f"--crop must be HxW (cells of the coarsest grid), got '{text}'") from None
-    if h < 1 or w < 1:
-        raise FcmError(f"--crop must be positive, got '{text}'")
+        h, w = two_sizes(text, "HxW", "9x16 cells of the coarsest grid")
+    except click.BadParameter as exc:
+        raise FcmError(f"--crop: {exc.message}") from None
     if not cached or split.name != "backbone":
         raise FcmError("--crop needs --cache-features and the backbone split (whose split tensors are the head "
                        "inputs: a crop of the other splits changes what NN part 2 computes at its borders)")
