@@ -100,7 +100,7 @@ qact)
   case "$split" in
     dn53) ks=384,256,192,128,96,64,32 ;;
     alt1) ks=192,128,96,64,48,32,16 ;;
-    backbone) ks=256,192,128,96,64,32 ;;  # not 16: its 72x40 picture made libvvenc fail at QP 7 ("Error encoding a frame")
+    backbone) ks=256,192,128,96,64,32 ;;  # not 16: its 72x40 pictures need more than 72x40 bytes at QP 7, ffmpeg's libvvenc limit
     *) echo "error: unknown split '$split'" >&2; exit 2 ;;
   esac
   calib="$RUNS/calib/PETS09-S2L1-501-550"

@@ -197,7 +197,16 @@ class VVencSession(FrameEncoder):
 
     def _failure(self) -> CodecError:
         self.log_fh.close()
-        return command_failure("vvenc encoding", self.cmd, self.log.read_text(errors="replace"), self.proc.poll())
+        log = self.log.read_text(errors="replace")
+        failure = command_failure("vvenc encoding", self.cmd, log, self.proc.poll())
+        if "Error submitting video frame to the encoder" in log:
+            # ffmpeg's libvvenc wrapper gives each coded picture a buffer of width x height bytes: a picture
+            # that needs more (a small frame of dense features at a low QP) stops the encoder, with no
+            # message of libvvenc's own
+            return CodecError(f"{failure} -- likely cause: a coded picture larger than {self.width}x{self.height} "
+                              "bytes, the most ffmpeg's libvvenc can give out per picture (a low QP on a small "
+                              "frame): use a higher QP or more channels")
+        return failure
 
     def write(self, frame: np.ndarray) -> None:
         # One write per picture, luma and chroma together. Written in two, a process stopped between
