@@ -22,14 +22,14 @@ from fcm_common.cli.support import (
     warn,
     weights_option,
 )
+from fcm_common.coding import segments
 from fcm_common.core.atomic import atomic_path, check_writable, refuse_overwriting_inputs
 from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
-from fcm_common.coding import segments
 from fcm_common.data.mot_format import FILE_ORIGIN, format_rows, write_rows
+from fcm_common.evaluation.mot_metrics import SequenceResult
 from fcm_common.model.splits import SPLITS
 from fcm_common.streaming.transport import open_input, parse_tcp
-from fcm_common.evaluation.mot_metrics import SequenceResult
 from fcm_common.tracking.tracker import BUFFER_HELP, BUFFER_MODES
 from fcm_decoder.decoder import decode_stream, read_stream
 from fcm_decoder.stream_decoder import decode_units, percentiles
