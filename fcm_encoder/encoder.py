@@ -377,13 +377,13 @@ class _ReconstructionCheck:
     the whole segment at its end held the next segment's first pictures back: a latency peak at every
     segment start of a live stream.)"""
 
-    def __init__(self, codec: InnerCodec, plan: FramePlan, header: segments.SegmentHeader, records: list[FrameRecord],
-                 workdir: Path):
-        self.header, self.records, self.sample_bits = header, records, header.params.sample_bits
+    def __init__(self, codec: InnerCodec, header: segments.SegmentHeader, records: list[FrameRecord], workdir: Path):
+        p = header.params
+        self.header, self.records, self.sample_bits = header, records, p.sample_bits
         self.digest = segments.segment_hash(header)
         self.decoded = 0
         self.error: BaseException | None = None
-        self.decoder = codec.open_decoder(plan.width, plan.height, self.sample_bits, workdir)
+        self.decoder = codec.open_decoder(p.coded_width, p.coded_height, p.sample_bits, workdir)
         self.thread = threading.Thread(target=self._hash, daemon=True, name="fcm-encode-check")
         self.thread.start()
 
@@ -516,18 +516,19 @@ class _Collector(threading.Thread):
     def _segment(self, segment: _Segment, pictures) -> None:
         header = segment.header
         self._send(segments.segment_unit(header), segment_start=True)
-        check = _ReconstructionCheck(self.settings.codec, self.plan, header, segment.records, self.workdir)
+        check = _ReconstructionCheck(self.settings.codec, header, segment.records, self.workdir)
         try:
-            payload, taken, sent = bytearray(), 0, 0
+            held, taken, sent = bytearray(), 0, 0  # held: a file's segment payload, sent as one unit
             for data, count in pictures:
                 taken += count
-                payload += data
                 check.feed(data)
                 if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment
-                    self._picture(header, segment.records[sent:taken], bytes(payload[-len(data):]) if data else b"")
+                    self._picture(header, segment.records[sent:taken], data)
                     sent = taken
+                else:
+                    held += data
             if not self.sink.live or sent < taken or not taken:
-                self._picture(header, segment.records[sent:taken], bytes(payload) if not self.sink.live else b"")
+                self._picture(header, segment.records[sent:taken], bytes(held))
             with self.timer.stage("reconstruction_hash"):  # what is left of it: the last picture's
                 recon_hash = check.finish(taken)
         except BaseException:
