@@ -27,19 +27,19 @@ import zlib
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from fcm_common.coding.bitstream import (
-    FLOAT32_MAX,
-    GOPS,
-    BitstreamError,
-    StreamHeader,
-    _choice,
-    _registered,
-    validate,
-)
 from fcm_common.coding.codecs import CODECS
 from fcm_common.coding.identifiers import ID_BYTES
 from fcm_common.coding.methods import METHODS
 from fcm_common.coding.packing import FrameLayout, TileGrid
+from fcm_common.coding.stream_header import (
+    FLOAT32_MAX,
+    GOPS,
+    BitstreamError,
+    StreamHeader,
+    name_from_registry,
+    name_from_table,
+    validate,
+)
 from fcm_common.core.errors import FcmError
 from fcm_common.model.splits import SPLIT_CODES, SPLIT_NAMES
 
@@ -321,8 +321,8 @@ def parse_segment(body: bytes) -> SegmentHeader:
     if sorted(fused) != list(range(ntensors)):
         raise BitstreamError("segment header: tensor indices are not 0..T-1")
     params = StreamHeader(
-        method=_registered(METHODS, method, "method"), split=_choice(SPLIT_NAMES, split, "split"),
-        codec=_registered(CODECS, codec, "codec"), sample_bits=bits, qp=qp, gop=_choice(GOPS, gop, "GOP structure"),
+        method=name_from_registry(METHODS, method, "method"), split=name_from_table(SPLIT_NAMES, split, "split"),
+        codec=name_from_registry(CODECS, codec, "codec"), sample_bits=bits, qp=qp, gop=name_from_table(GOPS, gop, "GOP structure"),
         intra_period=intra, orig_width=ow, orig_height=oh, input_width=iw, input_height=ih, num_frames=1,
         fps=Fraction(fnum, fden), coded_width=cw, coded_height=ch, fused_channels=tuple(fused[i] for i in range(ntensors)),
         layout=FrameLayout(grids, tuple(rec[0] for rec in records)), ranges=ranges, fill_level=fill, jde_id=jde_id,
