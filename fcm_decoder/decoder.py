@@ -29,6 +29,8 @@ from fcm_common.core.timing import StageTimer
 from fcm_common.model.preprocess import Letterbox
 from fcm_common.model.splits import SPLITS
 from fcm_common.tracking.sequence import SequenceTracker
+from fcm_decoder.checks import check_model, check_network
+from fcm_decoder.stream_decoder import decode_units
 
 DECODERS = DECODER_CHOICES  # fcm-decode --decoder: auto (the stream's codec) or a VVC decoder
 
@@ -58,30 +60,6 @@ def read_stream(path: str | Path) -> tuple[bitstream.StreamHeader, bytes, int]:
         raise FcmError(f"{path} is a folder, not a bitstream") from None
     header, payload = bitstream.parse(data)
     return header, payload, len(data)
-
-
-def check_network(header: bitstream.StreamHeader, model) -> None:
-    """The JDE given must be the encoder's: same weights, same input size."""
-    if bitstream.hex_id(model.weights_id) != header.jde_id:
-        raise FcmError(
-            f"the bitstream was encoded with JDE weights {header.jde_id.hex()}, these weights are "
-            f"{bitstream.hex_id(model.weights_id).hex()}: pass the same --weights as the encoder"
-        )
-    if (model.input_width, model.input_height) != (header.input_width, header.input_height):
-        raise FcmError(
-            f"the bitstream was made for a {header.input_width}x{header.input_height} network input, "
-            f"this JDE takes {model.input_width}x{model.input_height}"
-        )
-
-
-def check_model(header: bitstream.StreamHeader, method: FeatureMethod, model) -> None:
-    """The learned model given must be the one the stream names, and the stream's tensors must be
-    what this network (and model) make."""
-    if method.model_id != header.model_id:
-        raise FcmError(
-            f"the bitstream names model {header.model_id.hex()}, the model given is {method.model_id.hex()}"
-        )
-    method.check_stream(header.fused_channels, model.split_shapes(header.split))
 
 
 def decoded_frames(codec: InnerCodec, header: bitstream.StreamHeader, payload: bytes, workdir: Path, timer: StageTimer):
@@ -171,8 +149,6 @@ def _decode_segmented(header, data, total_bytes, model, device, method, model_pa
                       keep_features, progress, **options) -> DecodeReport:
     """A stored version-3 stream, decoded in full; any loss is an error (the library's contract: results
     only from a stream that decoded completely and matched its hashes)."""
-    from fcm_decoder.stream_decoder import decode_units
-
     report = decode_units([data], model, device, method=method, model_path=model_path, decoder=decoder,
                           vtm_dir=vtm_dir, buffer_mode=buffer_mode, keep_features=keep_features,
                           on_frame=(lambda rows, number, latency: progress(1)) if progress else None, **options)

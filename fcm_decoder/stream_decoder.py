@@ -37,7 +37,7 @@ from fcm_common.core.timing import StageTimer
 from fcm_common.model.preprocess import Letterbox
 from fcm_common.streaming.transport import BREAK
 from fcm_common.tracking.sequence import SequenceTracker
-from fcm_decoder.decoder import check_model, check_network
+from fcm_decoder.checks import check_model, check_network
 
 JOBS_WAITING = 4  # segments decoded ahead of the tracker (each holds an inner decoder)
 
