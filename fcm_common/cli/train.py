@@ -120,7 +120,6 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("--cache-frames", type=click.IntRange(min=1), default=512, show_default=True,
               help="Frames whose features --cache-features keeps.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Folder of the cached features (default: OUTPUT.features/).")
-@click.option("--cache-limit-gb", type=click.FloatRange(min=0, min_open=True), default=8.0, hidden=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="Steps between checkpoints (--resume continues from the last one).")
 @click.option("--arch", "arch_path", type=click.Path(path_type=Path), help="Architecture TOML (default: cfg/advmsfc.toml).")
@@ -131,7 +130,7 @@ def _crop(text: str | None, cached: bool, split) -> tuple[int, int] | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (sampling, SLS, initial weights).")
 @device_option
 def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr, task_weight, output_weight, feature_weight,
-         codec_qp, code_decay, crop, quant_noise, no_sls, stats_frames, pca_frames, cache_features, cache_frames, cache_dir, cache_limit_gb,
+         codec_qp, code_decay, crop, quant_noise, no_sls, stats_frames, pca_frames, cache_features, cache_frames, cache_dir,
          checkpoint_every, arch_path, qact_path, fps, export_path,
          seed, device):
     """Train advMSFC (MSFF + MSFR) on SOURCE videos / MOTChallenge folders / image folders (frames FIRST..LAST
