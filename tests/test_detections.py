@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from fcm_common.model.preprocess import Letterbox
-from fcm_common.tracking.detections import nms, postprocess
+from fcm_common.model.proposals import nms
+from fcm_common.tracking.detections import postprocess
 
 
 def _reference_greedy_nms(boxes, scores, thr):

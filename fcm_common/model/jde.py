@@ -261,6 +261,14 @@ class JDE(nn.Module):
             for i in self._split_layers(split)
         ]
 
+    def prediction_layers(self) -> list[YOLODecode]:
+        """JDE's prediction layers (their anchors and strides), in prediction-layer order."""
+        return [self.module_list[i][0] for i in self.yolo_layers]
+
+    def heads_are_split(self, split: str | SplitPoint | Sequence[int]) -> bool:
+        """Whether the split tensors are the prediction layers' inputs (the backbone split)."""
+        return list(self._split_layers(split)) == [self.layer_inputs[y][0] for y in self.yolo_layers]
+
     @property
     def num_proposals(self) -> int:
         """Rows of the prediction output at the cfg input size (54264 at 1088x608)."""

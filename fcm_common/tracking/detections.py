@@ -2,8 +2,8 @@
 
 As JDE's tracker does it: keep rows with confidence > 0.5, class-agnostic greedy NMS at IoU 0.4
 (torchvision's rule: continuous areas, suppress when IoU > threshold, survivors in descending
-confidence), then undo the letterbox with the float padding of JDE's ``scale_coords`` and clamp at
-0 only. Coordinates are not rounded.
+confidence; :mod:`fcm_common.model.proposals`), then undo the letterbox with the float padding of
+JDE's ``scale_coords`` and clamp at 0 only. Coordinates are not rounded.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import numpy as np
 import torch
 
 from fcm_common.model.preprocess import Letterbox
-
-CONF_THRESHOLD = 0.5
-NMS_THRESHOLD = 0.4
+from fcm_common.model.proposals import CONF_THRESHOLD, NMS_THRESHOLD, select, tlbr
 
 
 @dataclass
@@ -41,26 +39,6 @@ class Detections:
         )
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS on (x1, y1, x2, y2) boxes; indices of the kept boxes by descending score."""
-    order = torch.sort(scores, descending=True, stable=True).indices
-    x1, y1, x2, y2 = boxes.unbind(1)
-    areas = (x2 - x1) * (y2 - y1)
-    keep = []
-    while order.numel():
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = (torch.minimum(x2[i], x2[rest]) - torch.maximum(x1[i], x1[rest])).clamp(min=0)
-        h = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest])).clamp(min=0)
-        inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
-        order = rest[~(iou > iou_threshold)]
-    if not keep:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    return torch.stack(keep)
-
-
 def postprocess(
     rows: torch.Tensor,
     letterbox: Letterbox,
@@ -71,14 +49,10 @@ def postprocess(
     if rows.dim() != 2:
         raise ValueError(f"expected the (N, 6+E) rows of one frame, got {tuple(rows.shape)}")
     rows = rows.detach().float()
-    rows = rows[rows[:, 4] > conf_threshold]
+    rows = rows[select(rows, conf_threshold, nms_threshold)]
     if rows.shape[0] == 0:
         return Detections.empty(rows.shape[1] - 6)
-    cx, cy, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
-    kept = nms(boxes, rows[:, 4], nms_threshold)
-    boxes = boxes[kept]
-    rows = rows[kept]
+    boxes = tlbr(rows[:, :4])
 
     # Undo the letterbox: JDE uses the float padding, not the integer one actually applied.
     gain = letterbox.gain
