@@ -34,4 +34,5 @@ def check_model(header: StreamHeader, method: FeatureMethod, model) -> None:
         raise FcmError(
             f"the bitstream names model {header.model_id.hex()}, the model given is {method.model_id.hex()}"
         )
-    method.check_stream(header.fused_channels, model.split_shapes(header.split))
+    grids = [(g.height, g.width) for _, g in sorted(zip(header.layout.source_index, header.layout.grids))]
+    method.check_stream(header.fused_channels, model.split_shapes(header.split), grids)

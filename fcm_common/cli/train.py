@@ -45,7 +45,7 @@ class _Bars(TrainListener):
             yield lambda n: bar.advance(task, n)
 
     def code_initialised(self, explained: float) -> None:
-        stderr_console.print(f"linear code set to the principal components: {explained:.2%} of the variance")
+        stderr_console.print(f"code set to the principal components: {explained:.2%} of the variance")
 
     @contextlib.contextmanager
     def training(self, start: int, steps: int):
@@ -155,7 +155,9 @@ def main(sources, split, weights, jde_cfg, output, resume, steps, batch_size, lr
         ["MSFF params", "MSFR params", "last loss", "code range"],
         [[count_parameters(model.msff), count_parameters(model.msfr), result.last_loss if result.steps > result.start else "-", f"[{lo:.3g}, {hi:.3g}]"]],
     )
-    print_table("standardised reconstruction MSE by kept channels (validation frames)", [str(k) for k in ks],
+    measure = ("embedding error (1 - cosine) of the kept proposals" if model.arch.fusion == "detections"
+               else "standardised reconstruction MSE")
+    print_table(f"{measure} by kept channels (validation frames)", [str(k) for k in ks],
                 [[result.errors[k] for k in ks]])
     if export_path is not None:
         size = export_for_inference(load_checkpoint(output), export_path)

@@ -113,16 +113,16 @@ def validate(h: StreamHeader) -> None:
     if not -12 <= h.qp <= 63:
         raise BitstreamError(f"invalid QP {h.qp}")
 
-    expected = method.stream_grids(split, h.input_width, h.input_height)
+    expected = method.stream_grid_choices(split, h.input_width, h.input_height)
     if len(h.layout.grids) != len(expected):
         raise BitstreamError(f"{h.method}/{h.split} carries {len(expected)} tensors, the header lists {len(h.layout.grids)}")
     for grid, index in zip(h.layout.grids, h.layout.source_index):
-        hh, ww = expected[index]
         c = h.fused_channels[index]
-        if c < 1 or (grid.height, grid.width) != (hh, ww):
+        if c < 1 or (grid.height, grid.width) not in expected[index]:
+            grids = " or ".join(f"{hh}x{ww}" for hh, ww in expected[index])
             raise BitstreamError(
                 f"tensor {index} is {c}x{grid.height}x{grid.width} in the header, "
-                f"{h.method}/{h.split} at {h.input_width}x{h.input_height} has {hh}x{ww} grids"
+                f"{h.method}/{h.split} at {h.input_width}x{h.input_height} has {grids} grids"
             )
         if not 1 <= grid.channels <= c:
             raise BitstreamError(f"tensor {index}: {grid.channels} coded channels, expected 1..{c}")

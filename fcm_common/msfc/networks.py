@@ -21,7 +21,14 @@ from torch import nn
 
 from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import cfg_file, read_toml
+from fcm_common.model.jde import NUM_DET_CHANNELS
 from fcm_common.model.splits import get_split
+from fcm_common.msfc.detection_code import (
+    BOX_CHANNELS,
+    DETECTIONS_CODE_VERSION,
+    DetectionPlacement,
+    DetectionRaster,
+)
 
 ARCH_FILE = "advmsfc.toml"
 
@@ -30,7 +37,7 @@ class MSFCConfigError(FcmError, ValueError):
     """An unusable advMSFC architecture description."""
 
 
-FUSIONS = ("conv", "linear")
+FUSIONS = ("conv", "linear", "detections")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class MSFCArch:
     projection, initialised from the principal components of real features (as the PCA feature
     reduction of the MPEG test model), makes the code; the decoder projects back and rearranges
     (depth to space), then ``msfr_widths`` > 0 adds a residual 3x3 refinement per scale.
+    ``fusion`` = ``detections`` (backbone split only: the tensors are the prediction layers'
+    inputs): the code carries the proposals JDE keeps, on the finest grid
+    (:mod:`fcm_common.msfc.detection_code`); ``fused_channels`` = 5 box channels + embedding
+    components; ``anchors`` (pixels) and ``strides`` are the network's prediction layers', finest first.
     """
 
     in_channels: tuple[int, int, int]
@@ -52,6 +63,9 @@ class MSFCArch:
     msfr_widths: tuple[int, int, int] = (0, 0, 0)
     se_reduction: int = 16
     fusion: str = "conv"
+    anchors: tuple = ()  # detections: per scale (finest first), the prediction layer's (w, h) anchors in pixels
+    strides: tuple = ()  # detections: the prediction layers' strides, finest first
+    patch: int = 0  # detections: box and embedding values also written this many cells around a proposal's
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -61,6 +75,24 @@ class MSFCArch:
         if self.fusion == "linear" and self.fused_channels > self.stacked_channels:
             raise MSFCConfigError(f"a linear code of {self.fused_channels} channels exceeds the "
                                   f"{self.stacked_channels} stacked channels it projects")
+        if self.fusion == "detections":
+            self._check_detections()
+
+    def _check_detections(self) -> None:
+        embedding = self.in_channels[0] - NUM_DET_CHANNELS
+        if len(set(self.in_channels)) != 1 or embedding < 1:
+            raise MSFCConfigError("the detections code needs the prediction layers' inputs (the backbone split)")
+        if not BOX_CHANNELS <= self.fused_channels <= BOX_CHANNELS + embedding:
+            raise MSFCConfigError(f"the detections code has {BOX_CHANNELS} box channels and up to {embedding} "
+                                  f"embedding components: fused_channels must be within {BOX_CHANNELS}.."
+                                  f"{BOX_CHANNELS + embedding}, got {self.fused_channels}")
+        if self.anchors and (len(self.anchors) != 3 or len(self.strides) != 3):
+            raise MSFCConfigError("the detections code needs the anchors and strides of three prediction layers")
+
+    @property
+    def complete(self) -> bool:
+        """Whether the architecture can be built (a detections code needs its network's anchors)."""
+        return self.fusion != "detections" or bool(self.anchors)
 
     @property
     def stacked_channels(self) -> int:
@@ -74,10 +106,18 @@ class MSFCArch:
             del d["fusion"]
         else:
             del d["msff_widths"], d["se_reduction"]
+        if self.fusion == "detections":
+            del d["msfr_widths"]
+            d["code_version"] = DETECTIONS_CODE_VERSION  # the code's constants are part of what a model means
+        else:
+            del d["anchors"], d["strides"], d["patch"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> MSFCArch:
+        if d.get("fusion") == "detections" and d.get("code_version") != DETECTIONS_CODE_VERSION:
+            raise MSFCConfigError(f"a detections code of version {d.get('code_version')}: this fcm reads version "
+                                  f"{DETECTIONS_CODE_VERSION} (refit the model with this fcm: fcm-train --steps 0)")
         try:
             return cls(
                 in_channels=tuple(int(v) for v in d["in_channels"]),
@@ -86,6 +126,9 @@ class MSFCArch:
                 msfr_widths=tuple(int(v) for v in d.get("msfr_widths", (0, 0, 0))),
                 se_reduction=int(d.get("se_reduction", 16)),
                 fusion=str(d.get("fusion", "conv")),
+                anchors=tuple(tuple(tuple(float(v) for v in a) for a in scale) for scale in d.get("anchors", ())),
+                strides=tuple(int(v) for v in d.get("strides", ())),
+                patch=int(d.get("patch", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MSFCConfigError(f"invalid advMSFC architecture ({exc})") from None
@@ -274,6 +317,10 @@ class AdvMSFC(nn.Module):
         self.order = tuple(order)  # split positions of finest, middle, coarsest
         if arch.fusion == "linear":
             self.msff, self.msfr = LinearFusion(arch), LinearReconstruction(arch)
+        elif arch.fusion == "detections":
+            if not arch.complete:
+                raise MSFCConfigError("a detections code is built for a network: its anchors are missing")
+            self.msff, self.msfr = DetectionRaster(arch), DetectionPlacement(arch)
         else:
             self.msff, self.msfr = MSFF(arch), MSFR(arch)
         for name, c in zip(("8", "16", "32"), arch.in_channels):
@@ -283,6 +330,11 @@ class AdvMSFC(nn.Module):
     @property
     def fused_channels(self) -> int:
         return self.arch.fused_channels
+
+    @property
+    def code_scale(self) -> int:
+        """The scale the code is on: 2, the coarsest (MSFF's); 0, the finest (the detections code)."""
+        return 0 if self.arch.fusion == "detections" else 2
 
     def _stats(self):
         return [(self.mean8, self.std8), (self.mean16, self.std16), (self.mean32, self.std32)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,7 +20,15 @@ from fcm_common.core.errors import FcmError
 from fcm_common.data.sources import FrameSource
 from fcm_common.model.splits import SplitPoint
 from fcm_common.msfc.checkpoint import MSFCCheckpoint, load_checkpoint, save_checkpoint
-from fcm_common.msfc.networks import AdvMSFC, arch_for_split, scale_order
+from fcm_common.msfc.detection_code import (
+    BOX_CHANNELS,
+    CODE_RANGE,
+    embedding_error_by_channels,
+    fit_embedding_code,
+    kept_embeddings,
+    prediction_anchors,
+)
+from fcm_common.msfc.networks import AdvMSFC, MSFCArch, arch_for_split, scale_order
 from fcm_common.msfc.qact import QACTTable, load_qact
 from fcm_common.msfc.training import (
     FeatureStore,
@@ -119,14 +127,16 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
         if run.output.exists():
             raise FcmError(f"{run.output} exists: pass --resume to continue it, or another -o")
         arch = arch_for_split(split, run.arch_path, jde.split_shapes(split))
-        if settings.steps == 0 and arch.fusion != "linear":
+        if arch.fusion == "detections":
+            arch = _detections_arch(arch, jde, split, settings)
+        elif settings.steps == 0 and arch.fusion != "linear":
             raise FcmError(f"--steps 0 keeps a linear code's PCA start; the {split.name} architecture's fusion is "
                            f"'{arch.fusion}', which starts random: ask for steps")
         model = AdvMSFC(arch, scale_order(split)).to(device)
         qact = load_qact(split, run.qact_path, arch.fused_channels)
         start = 0
 
-    heads_are_features = list(split.layers) == [jde.layer_inputs[y][0] for y in jde.yolo_layers]
+    heads_are_features = jde.heads_are_split(split)
     if run.cache_frames:
         folder = run.cache_dir or run.output.with_suffix(".features")
         key = {"jde": jde.weights_id, "split": split.name, "sources": list(run.source_names), "frames": run.cache_frames,
@@ -142,6 +152,8 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
         plain = feature_batches(jde, frames, split, settings.batch_size, device)
         batches = ((f, None) for f in plain)
 
+    if model.arch.fusion == "detections":
+        return _fit_detections(jde, split, settings, run, device, model, qact, plain, listener)
     if ckpt is None:
         means, stds = measure_statistics(plain, model.order, max(settings.stats_frames // settings.batch_size, 1))
         model.set_statistics([m.to(device) for m in means], [s.to(device) for s in stds])
@@ -194,3 +206,33 @@ def train(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device
         for k, v in error_by_channels(model, feats, sorted(set(qact.channels) | {model.fused_channels})).items():
             errors[k] = errors.get(k, 0.0) + v / len(validation)
     return TrainResult(model, qact, start, settings.steps, seconds, _recent(losses), code_range, errors)
+
+
+def _detections_arch(arch: MSFCArch, jde, split: SplitPoint, settings: TrainSettings) -> MSFCArch:
+    """The detections code for this network: its prediction layers' anchors; it is fitted, not trained."""
+    if not jde.heads_are_split(split):
+        raise FcmError(f"the detections code needs the prediction layers' inputs (the backbone split), not {split.name}")
+    if settings.steps != 0:
+        raise FcmError("the detections code is fitted (the embedding's principal components), not trained: use --steps 0")
+    anchors, strides = prediction_anchors(jde.prediction_layers())
+    return replace(arch, anchors=anchors, strides=strides)
+
+
+def _fit_detections(jde, split: SplitPoint, settings: TrainSettings, run: TrainRun, device, model: AdvMSFC,
+                    qact: QACTTable, batches, listener: TrainListener) -> TrainResult:
+    """Fit a detections code: the principal components of the kept proposals' embeddings over
+    ``run.pca_frames`` frames; report the embedding error by kept channels on validation frames."""
+    began = time.perf_counter()
+    embeddings = kept_embeddings(model, batches, max(run.pca_frames // settings.batch_size, 1))
+    explained = fit_embedding_code(model.msff, model.msfr, embeddings)
+    listener.code_initialised(float(explained[model.fused_channels - BOX_CHANNELS - 1]))
+    validation = _validation(jde, run.sources, split, device, settings.stats_frames, settings.batch_size)
+    held_out = kept_embeddings(model, iter(validation), len(validation))
+    ks = sorted(set(qact.channels) | {model.fused_channels})
+    errors = embedding_error_by_channels(model.msff, held_out, ks)
+    save_checkpoint(run.output, MSFCCheckpoint(
+        split=split.name, model=model.eval(), jde_weights_id=jde.weights_id, qact=qact, code_range=CODE_RANGE,
+        training={**settings.to_dict(), "sources": list(run.source_names), "steps_done": 0,
+                  "pca_frames": run.pca_frames, "proposals_fitted": len(embeddings)},
+    ))
+    return TrainResult(model, qact, 0, 0, time.perf_counter() - began, float("nan"), CODE_RANGE, errors)

@@ -108,8 +108,15 @@ class AdvMSFCMethod(FeatureMethod):
     # ------------------------------------------------------------------------- stream format
     @classmethod
     def stream_grids(cls, split: SplitPoint, input_width: int, input_height: int) -> list[tuple[int, int]]:
-        """One tensor, the fused code, on the split's coarsest grid."""
+        """One tensor, the fused code, on the split's coarsest grid (the paper's MSFF)."""
         return [split.grids(input_width, input_height)[split.coarsest]]
+
+    @classmethod
+    def stream_grid_choices(cls, split: SplitPoint, input_width: int, input_height: int) -> list[list[tuple[int, int]]]:
+        """The coarsest grid, or the finest (the backbone detections code, :mod:`fcm_common.msfc.detection_code`)."""
+        grids = split.grids(input_width, input_height)
+        finest = min(range(len(split.strides)), key=lambda i: split.strides[i])
+        return [[grids[split.coarsest], grids[finest]]]
 
     @property
     def model_id(self) -> bytes:
@@ -124,7 +131,7 @@ class AdvMSFCMethod(FeatureMethod):
 
     # ------------------------------------------------------------------------- coding
     def coded_shapes(self, split_shapes: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-        _, h, w = split_shapes[self.model.order[2]]  # the coarsest grid
+        _, h, w = split_shapes[self.model.order[self.model.code_scale]]
         return [(self.keep, h, w)]
 
     def fused_channels(self, split_shapes: Sequence[tuple[int, int, int]]) -> list[int]:

@@ -71,14 +71,30 @@ class FeatureMethod(ABC):
         """(H, W) of each tensor a stream carries, in method order (their channels are the network's
         and the model's: the header states them, the decoder checks them against its own)."""
 
-    def check_stream(self, fused_channels: Sequence[int], split_shapes: Sequence[tuple[int, int, int]]) -> None:
-        """Decoder side: refuse a stream whose tensors do not fit this method's network and model."""
+    @classmethod
+    def stream_grid_choices(cls, split: SplitPoint, input_width: int, input_height: int) -> list[list[tuple[int, int]]]:
+        """The grids each tensor of a stream may be on (what the header check accepts); by default
+        exactly :meth:`stream_grids`. A method whose model chooses the grid lists every choice, and
+        :meth:`check_stream` checks the model's."""
+        return [[grid] for grid in cls.stream_grids(split, input_width, input_height)]
+
+    def check_stream(self, fused_channels: Sequence[int], split_shapes: Sequence[tuple[int, int, int]],
+                     grids: Sequence[tuple[int, int]] | None = None) -> None:
+        """Decoder side: refuse a stream whose tensors (``fused_channels``; ``grids``: their (H, W)
+        in method order) do not fit this method's network and model."""
         expected = self.fused_channels(split_shapes)
         if list(fused_channels) != list(expected):
             raise FcmError(
                 f"the stream carries {'+'.join(map(str, fused_channels))} channels, this network and "
                 f"{self.name} model make {'+'.join(map(str, expected))}: decode with the encoder's network"
             )
+        if grids is not None:
+            made = [(h, w) for _, h, w in self.coded_shapes(split_shapes)]
+            if [tuple(g) for g in grids] != made:
+                raise FcmError(
+                    f"the stream's tensors are on {', '.join(f'{h}x{w}' for h, w in grids)} grids, this network and "
+                    f"{self.name} model code on {', '.join(f'{h}x{w}' for h, w in made)}: decode with the encoder's model"
+                )
 
     @property
     def model_id(self) -> bytes:
