@@ -278,10 +278,10 @@ class _Feeder(threading.Thread):
             return "another stream (its stream identity is not the one this decoder is tracking)"
         if header.body[16:] != first.body[16:]:  # all but the segment's index, first frame and time
             return "another stream (its segment header differs from the stream this decoder is tracking)"
-        if header.index <= last.header.index:
+        if header.stream_id is not None and header.index <= last.header.index:  # a keyed stream never repeats one
             return f"segment {header.index} again (segment {last.header.index} was taken already): a replay"
         tracked = last.header.first_frame + len(last.records)
-        if header.first_frame < tracked:
+        if header.first_frame < tracked or header.index <= last.header.index:
             return (f"another stream (it starts at frame {header.first_frame + 1}; frames up to {tracked} are "
                     "tracked already)")
         return None
