@@ -111,6 +111,11 @@ class StreamReport:
         return "; ".join(parts)
 
 
+class StreamRefused(FcmError):
+    """A file's or stdin's stream refused before any segment of it was taken (a MAC that fails, a keyed
+    stream without the key, an unkeyed one with a key)."""
+
+
 @dataclass(frozen=True)
 class _Refusal:
     """From the feeder to the consumer, in order with the segments: warn ``text``."""
@@ -232,7 +237,7 @@ class _Feeder(threading.Thread):
             text = f"connection from {self.chunks.peer} refused: {reason}"
             self.chunks.drop_connection()
         elif self.session is None:
-            raise FcmError(reason)
+            raise StreamRefused(reason)
         else:
             text = f"the rest of the input is refused: {reason}"
         self.report.refusals.append(text)
