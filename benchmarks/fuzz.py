@@ -8,24 +8,29 @@ encoded, decoded once for the reference tracks, then decoded again N times, each
   reaches the inner decoder instead of being caught by the unit's CRC;
 * header: one field of a segment header changed (a random byte of its body, or a value: ranges, fill
   level, sizes, frame rate, QP, identifiers, the reconstruction hash of its end unit) with the unit
-  re-signed, as a forger would.
+  re-signed, as a forger would;
+* keyed: a keyed stream (``--key-file``: a MAC on every unit) with one unit's body damaged as above
+  (its MAC included) and its CRC made valid again, or a picture unit replayed, or two units of a
+  segment swapped: what someone without the key can do. Every one must be refused (the MAC, checked
+  before the unit reaches a parser or the codec), none decoded.
 
 Streams are version 3 (segments, docs/bitstream.md); the library's decoder (``decode_stream``)
 accepts a stream only when every segment decoded and matched its hash.
 
 Each decode runs in-process under a time limit and with warnings turned into errors, and ends as one
-of: a clean error (an ``FcmError``: what the command line prints as one ``error:`` line), accepted with
+of: refused (keyed streams: the decoder refused a unit), a clean error (an ``FcmError``: what the command line prints as one ``error:`` line), accepted with
 output identical to the reference, accepted with a different output, a crash (any other exception or
 a warning), or a hang. A payload mutation accepted with a different output, a crash or a hang fails
-the run (exit status 1).
+the run (exit status 1), and so does a keyed mutation that is not refused.
 
-    python benchmarks/fuzz.py [--payload 300] [--header 100] [--codecs vvenc,lossless] [--methods anchor,advmsfc]
+    python benchmarks/fuzz.py [--payload 300] [--header 100] [--keyed 100] [--codecs vvenc,lossless] [--methods anchor,advmsfc]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import random
 import signal
 import struct
@@ -46,11 +51,14 @@ from fcm_common.data.sources import open_source
 from fcm_common.model.bundled import choose_network, load_network
 from fcm_common.model.splits import SPLITS
 from fcm_decoder.decoder import decode_stream
+from fcm_decoder.stream_decoder import StreamRefused, decode_units
 from fcm_encoder.encoder import EncodeSettings, encode_sequence
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "PETS09-S2L1-551-650"
-OUTCOMES = ("clean error", "identical output", "different output", "crash", "hang")
+OUTCOMES = ("refused", "clean error", "identical output", "different output", "crash", "hang")
 PAYLOAD_KINDS = ("bit flips", "burst", "truncation", "insertion", "deletion")
+KEYED_KINDS = (*PAYLOAD_KINDS, "replayed", "reordered")
+FUZZ_KEY = bytes(range(32))
 CRC_BYTES = 4
 LENGTH_BYTES = 8
 
@@ -88,28 +96,54 @@ def mutate_payload(stream: bytes, rng: random.Random, kind: str) -> bytes:
             out.append((u.kind, u.body))
             continue
         picture = segments.parse_picture(u.body, current)
-        payload = bytearray(picture.payload)
-        n = max(len(payload), 1)
-        if kind == "bit flips":
-            for _ in range(rng.randint(1, 8)):
-                j = rng.randrange(n)
-                if j < len(payload):
-                    payload[j] ^= 1 << rng.randrange(8)
-        elif kind == "burst":
-            start = rng.randrange(n)
-            length = min(rng.randint(2, 64), len(payload) - start)
-            payload[start:start + length] = bytes(rng.randrange(256) for _ in range(max(length, 0)))
-        elif kind == "truncation":
-            payload = payload[: rng.randrange(n)]
-        elif kind == "insertion":
-            at = rng.randrange(len(payload) + 1)
-            payload[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
-        else:  # deletion
-            at = rng.randrange(n)
-            del payload[at:at + rng.randint(1, 32)]
-        out.append(("raw", segments.picture_unit(current, picture.records, bytes(payload))))
+        payload = _damaged(picture.payload, rng, kind)
+        out.append(("raw", segments.picture_unit(current, picture.records, payload)))
     return b"".join(body if k == "raw" else (segments.unit(k, body) if k in (segments.SEGMENT, segments.STREAM_END)
                                                else segments.inner_unit(k, body)) for k, body in out)
+
+
+def _damaged(data: bytes, rng: random.Random, kind: str) -> bytes:
+    """``data`` with one of the ``PAYLOAD_KINDS`` of damage."""
+    payload = bytearray(data)
+    n = max(len(payload), 1)
+    if kind == "bit flips":
+        for _ in range(rng.randint(1, 8)):
+            j = rng.randrange(n)
+            if j < len(payload):
+                payload[j] ^= 1 << rng.randrange(8)
+    elif kind == "burst":
+        start = rng.randrange(n)
+        length = min(rng.randint(2, 64), len(payload) - start)
+        payload[start:start + length] = bytes(rng.randrange(256) for _ in range(max(length, 0)))
+    elif kind == "truncation":
+        payload = payload[: rng.randrange(n)]
+    elif kind == "insertion":
+        at = rng.randrange(len(payload) + 1)
+        payload[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
+    else:  # deletion
+        at = rng.randrange(n)
+        del payload[at:at + rng.randint(1, 32)]
+    return bytes(payload)
+
+
+def mutate_keyed(stream: bytes, rng: random.Random, kind: str) -> bytes:
+    """A keyed stream changed by someone without its key: one unit's body damaged (its MAC too, perhaps)
+    with a valid CRC, a picture unit sent twice, or two units of a segment swapped."""
+    units = [(u.kind, u.body) for u in segments.UnitReader().feed(stream)]
+    while True:
+        out = list(units)
+        if kind in PAYLOAD_KINDS:
+            i = rng.randrange(len(out))
+            out[i] = (out[i][0], _damaged(out[i][1], rng, kind))
+        elif kind == "replayed":
+            i = rng.choice([i for i, u in enumerate(out) if u[0] == segments.PICTURE])
+            out.insert(i + 1, out[i])
+        else:  # reordered: a picture unit and the unit after it (a picture or the segment end)
+            i = rng.choice([i for i, u in enumerate(out) if u[0] == segments.PICTURE])
+            out[i], out[i + 1] = out[i + 1], out[i]
+        mutated = _join(out)
+        if mutated != stream:
+            return mutated
 
 
 def _header_value_change(header: bitstream.StreamHeader, rng: random.Random) -> str:
@@ -196,12 +230,37 @@ def decode_once(stream: bytes, model, device, method, timeout: float) -> tuple[s
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def decode_keyed_once(stream: bytes, model, device, method, timeout: float) -> tuple[str, str | None, str]:
+    """(outcome, tracks text or None, detail) of decoding a keyed stream with its key, as a live input is."""
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            report = decode_units([stream], model, device, method=method, stream_key=FUZZ_KEY)
+        if report.refusals:
+            return "refused", None, report.refusals[0][:120]
+        if not report.ok:
+            return "clean error", None, report.summary()[:120]
+        return "accepted", format_rows(report.tracker.rows), ""
+    except Hang:
+        return "hang", None, f"over {timeout:g} s"
+    except StreamRefused as exc:
+        return "refused", None, str(exc)[:120]
+    except FcmError as exc:
+        return "clean error", None, str(exc).splitlines()[0][:120]
+    except Exception as exc:  # noqa: BLE001 - what the harness is looking for
+        return "crash", None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", type=Path, default=SAMPLE)
     ap.add_argument("--frames", type=int, default=2, help="frames of the fuzzed streams")
     ap.add_argument("--payload", type=int, default=300, help="payload mutations per codec and method")
     ap.add_argument("--header", type=int, default=100, help="header mutations per codec and method")
+    ap.add_argument("--keyed", type=int, default=100, help="mutations of a keyed stream per codec and method")
     ap.add_argument("--codecs", default="vvenc,lossless")
     ap.add_argument("--methods", default="anchor,advmsfc")
     ap.add_argument("--split", default="backbone")
@@ -221,7 +280,7 @@ def main() -> int:
     failed = False
     jobs = [(c, m) for c in args.codecs.split(",") for m in args.methods.split(",")]
     with progress() as bar:
-        task = bar.add_task("fuzzing", total=len(jobs) * (args.payload + args.header))
+        task = bar.add_task("fuzzing", total=len(jobs) * (args.payload + args.header + args.keyed))
         for codec, method_name in jobs:
             method = method_for_encoding(method_name, split, args.qp, model.weights_id, device)
             settings = EncodeSettings(split=split, qp=args.qp, codec=codec, preset="faster",
@@ -251,11 +310,31 @@ def main() -> int:
                     failed = True
                 if part == "header" and (row["crash"] or row["hang"]):
                     failed = True
+            if args.keyed:
+                keyed_settings = dataclasses.replace(settings, stream_key=FUZZ_KEY)
+                keyed, _ = encode_sequence(open_source(args.input, max_frames=args.frames), model, method, keyed_settings,
+                                           device)
+                outcome, tracks, detail = decode_keyed_once(keyed, model, device, method, args.timeout)
+                if outcome != "accepted" or tracks != reference:
+                    raise SystemExit(f"error: the unmutated keyed {codec}/{method_name} stream does not decode as the "
+                                     f"unkeyed one: {outcome} {detail}")
+                row = Counter()
+                for i in range(args.keyed):
+                    kind = KEYED_KINDS[i % len(KEYED_KINDS)]
+                    outcome, tracks, detail = decode_keyed_once(mutate_keyed(keyed, rng, kind), model, device, method,
+                                                                args.timeout)
+                    if outcome == "accepted":
+                        outcome = "identical output" if tracks == reference else "different output"
+                    row[outcome] += 1
+                    details.append([codec, method_name, "keyed", kind, outcome, detail])
+                    bar.advance(task)
+                table.append([f"{codec} / {method_name}", "keyed", args.keyed, *(row[o] for o in OUTCOMES)])
+                failed = failed or row["refused"] != args.keyed  # all refused, none decoded
 
     print_table(f"fcm fuzz: {args.frames}-frame streams of {args.input.name}, {split.name} split, QP {args.qp}, seed {args.seed} "
                 f"({(time.time() - started) / 60:.1f} min)",
                 ["codec / method", "mutated", "streams", *OUTCOMES], table)
-    bad = [d for d in details if d[4] in ("crash", "hang", "different output")]
+    bad = [d for d in details if d[4] in ("crash", "hang", "different output") or (d[2] == "keyed" and d[4] != "refused")]
     for d in bad[:20]:
         print(" ".join(map(str, d)))
     if args.details:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from fcm_common.cli.options import decoder_options, method_decode_options
+from fcm_common.cli.options import decoder_options, key_file_option, method_decode_options
 from fcm_common.cli.report import eval_options, evaluate_and_print, ground_truth_files, prepare_ground_truth
 from fcm_common.cli.support import (
     FcmCommand,
@@ -51,15 +52,20 @@ from fcm_decoder.stream_decoder import decode_units, percentiles
 @click.option("--save-features", type=click.Path(path_type=Path), help="Write the reconstructed split tensors to an .npz file.")
 @decoder_options
 @click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True, help=BUFFER_HELP)
+@key_file_option("Take only a keyed stream made with this shared secret (fcm-encode --key-file): a unit whose MAC "
+                 "it does not make, a replayed or moved one, or a stream without MACs is refused.")
 @device_option
 def main(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_path, eval_mode, gt_layout, save_features,
-         decoder, codec_options, buffer_mode, device):
+         decoder, codec_options, buffer_mode, stream_key, device):
     """Decode IN (an fcm bitstream file, or - for stdin), run JDE part 2 and the tracker, and write
     MOTChallenge tracks."""
     if (bitstream_path is None) == (listen is None):
         raise click.UsageError("give IN (a file or -) or --listen tcp://HOST:PORT")
     if listen is not None:
-        parse_tcp(listen)  # a malformed address is refused before any work
+        host, port = parse_tcp(listen)  # a malformed address is refused before any work
+        if stream_key is None and not _is_loopback(host):
+            warn(f"listening on tcp://{listen[len('tcp://'):]} without --key-file: anyone who can reach the port can "
+                 "send this decoder a stream (docs/live.md, keyed streams)")
     elif str(bitstream_path) != "-" and not bitstream_path.exists():
         raise FcmError(f"bitstream not found: {bitstream_path}")
     elif bitstream_path.is_dir():
@@ -68,9 +74,19 @@ def main(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_pa
     if listen is None and str(bitstream_path) != "-" and not bitstream_path.is_dir() and bitstream_path.is_file() \
             and not _segmented_file(bitstream_path):
         return _decode_file(bitstream_path, weights, jde_cfg, method_options, output, gt_path, target, save_features,
-                            decoder, codec_options, buffer_mode, device)
+                            decoder, codec_options, buffer_mode, device, stream_key)
     return _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_path, target,
-                        save_features, decoder, codec_options, buffer_mode, device)
+                        save_features, decoder, codec_options, buffer_mode, device, stream_key)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether only this machine can reach a listener on ``host``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may name any interface
+        return False
 
 
 def _segmented_file(path: Path) -> bool:
@@ -79,7 +95,7 @@ def _segmented_file(path: Path) -> bool:
 
 
 def _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_path, target, save_features,
-                 decoder, codec_options, buffer_mode, device):
+                 decoder, codec_options, buffer_mode, device, stream_key=None):
     """A version-3 stream (a file, stdin or a TCP listener), tracked as it arrives."""
     streaming_in = listen is not None or str(bitstream_path) == "-"
     if output is None:
@@ -109,7 +125,7 @@ def _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, outpu
         task = bar.add_task("decoding", total=None)
         report = decode_units(
             chunks, model, dev, decoder=decoder, buffer_mode=buffer_mode, keep_features=save_features is not None,
-            on_frame=on_frame, on_warning=warn,
+            on_frame=on_frame, on_warning=warn, stream_key=stream_key,
             check_params=lambda params: require_network(model, params, str(bitstream_path or listen)),
             **method_options, **codec_options,
         )
@@ -151,9 +167,11 @@ def _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, outpu
 
 
 def _decode_file(bitstream_path, weights, jde_cfg, method_options, output, gt_path, target, save_features, decoder,
-                 codec_options, buffer_mode, device):
+                 codec_options, buffer_mode, device, stream_key=None):
     """A version-2 file (fcm before segmented streams): decoded whole, released only when its hash matched."""
     header, payload, size = read_stream(bitstream_path)
+    if stream_key is not None:
+        raise FcmError(f"{bitstream_path} is a version-2 stream, which carries no MAC: refused with --key-file")
     dev = resolve_device(device)
     model = open_network(weights, jde_cfg, dev, header, str(bitstream_path))
     output = Path(output) if output else bitstream_path.with_suffix(".txt")

@@ -99,16 +99,20 @@ def decode_stream(
     buffer_mode: str = "framework",
     keep_features: bool = False,
     progress: Callable[[int], None] | None = None,
+    stream_key: bytes | None = None,
     **options,
 ) -> DecodeReport:
     """Decode a parsed bitstream and run JDE part 2 and the tracker.
 
     ``options`` (with ``model_path`` and ``vtm_dir``) are the command-line options of the methods
     and codecs: each takes its own. Results are released only once the reconstruction hash matched.
+    ``stream_key``: a keyed stream's key (version 3); a stream without MACs is then refused.
     """
     if header.version == 3:  # a segmented stream: ``payload`` is the whole stream
         return _decode_segmented(header, payload, total_bytes, model, device, method, model_path, decoder, vtm_dir,
-                                 buffer_mode, keep_features, progress, **options)
+                                 buffer_mode, keep_features, progress, stream_key=stream_key, **options)
+    if stream_key is not None:
+        raise FcmError("a version-2 stream carries no MAC: refused with a key (--key-file)")
     options = {"model_path": model_path, "vtm_dir": vtm_dir, "model_id": header.model_id, **options}
     check_network(header, model)
     method = method or method_for_decoding(header.method, device, **options)
@@ -157,8 +161,9 @@ def _decode_segmented(header, data, total_bytes, model, device, method, model_pa
             "the decoded frames do not match what the encoder produced (reconstruction hash mismatch): "
             "the payload or the header is damaged, or the VVC decoder does not conform"
         )
-    if not report.ok:
-        raise FcmError(f"the stream is damaged: {report.losses[0].describe()}")
+    if not report.ok or report.refusals:
+        first = report.losses[0].describe() if report.losses else (report.refusals or report.unverified)[0]
+        raise FcmError(f"the stream is damaged: {first}")
     features = None
     if keep_features:
         layers = SPLITS[header.split].layers

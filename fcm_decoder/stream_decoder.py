@@ -12,6 +12,14 @@ error) loses its remaining frames; the next segment starts a new inner decoder, 
 told how many frames of the source went missing (:meth:`SequenceTracker.gap`), so that frame numbers
 stay the source's. A segment whose reconstruction hash does not match keeps its tracks but is
 reported. A decoder that joins a stream mid-way starts at the first segment header it finds.
+
+One stream per session: the first segment accepted fixes the stream; a segment of another stream (a
+different segment header, frame numbers already tracked, a segment index already seen) is refused.
+With a key (``stream_key``), every unit's MAC is checked before its fields are parsed or its payload
+reaches the inner decoder; a unit that fails is refused. A refusal ends what its connection sends
+(a TCP listener's connection is closed, with one warning naming the peer and the reason; the listener
+goes on); a listener's connection that does not begin with a segment header is not a stream and is
+refused too. On a file or stdin a refusal before any segment was accepted is the error.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from fcm_common.coding.codecs import CodecError, check_decoded_frame, decoder_co
 from fcm_common.coding.frame_coding import FrameFormat, frame_to_tensors
 from fcm_common.coding.methods import FeatureMethod, method_for_decoding
 from fcm_common.coding.rate import kbps
+from fcm_common.coding.stream_key import UnitVerifier
 from fcm_common.core.errors import FcmError
 from fcm_common.core.timing import StageTimer
 from fcm_common.model.preprocess import Letterbox
@@ -70,6 +79,8 @@ class StreamReport:
     announced_frames: int | None = None
     losses: list[Loss] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)  # segments whose reconstruction hash differs
+    unverified: list[str] = field(default_factory=list)  # segments cut after their last frame: hash not checked
+    refusals: list[str] = field(default_factory=list)  # connections (or the rest of an input) refused, and why
     latencies: list[float] = field(default_factory=list)  # seconds from capture to tracks, per frame
     seconds: dict[str, float] = field(default_factory=dict)
     features: list[list[np.ndarray]] = field(default_factory=list)
@@ -84,7 +95,7 @@ class StreamReport:
 
     @property
     def ok(self) -> bool:
-        return not self.losses and not self.mismatches
+        return not self.losses and not self.mismatches and not self.unverified
 
     def summary(self) -> str:
         """One line on what went wrong (empty when nothing did)."""
@@ -95,7 +106,21 @@ class StreamReport:
                          + (f" ({lost} frames)" if lost else ""))
         if self.mismatches:
             parts.append(f"{len(self.mismatches)} segment(s) with a reconstruction hash mismatch")
+        if self.unverified:
+            parts.append(f"{len(self.unverified)} segment(s) not verified (their end unit was lost)")
         return "; ".join(parts)
+
+
+class StreamRefused(FcmError):
+    """A file's or stdin's stream refused before any segment of it was taken (a MAC that fails, a keyed
+    stream without the key, an unkeyed one with a key)."""
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """From the feeder to the consumer, in order with the segments: warn ``text``."""
+
+    text: str
 
 
 class _Job:
@@ -122,7 +147,8 @@ class _Job:
 
 
 class _Feeder(threading.Thread):
-    def __init__(self, chunks: Iterable, decoder: str, workdir: Path, report: StreamReport, options: dict):
+    def __init__(self, chunks: Iterable, decoder: str, workdir: Path, report: StreamReport, options: dict,
+                 key: bytes | None = None):
         super().__init__(daemon=True, name="fcm-decode-feeder")
         self.chunks, self.decoder_name, self.workdir, self.report, self.options = chunks, decoder, workdir, report, options
         self.jobs: queue.Queue = queue.Queue(JOBS_WAITING)
@@ -131,6 +157,15 @@ class _Feeder(threading.Thread):
         self.started = False  # a segment header was seen (bytes before it: joining mid-stream)
         self.codecs: dict[str, object] = {}
         self.stopping = threading.Event()
+        self.verifier = UnitVerifier(key) if key is not None else None
+        self.connections = hasattr(chunks, "drop_connection")  # a listener: each connection refused on its own
+        self.session: segments.SegmentHeader | None = None  # the first segment accepted: this session's stream
+        self.last: _Job | None = None  # the last segment accepted
+        self.unit_number = 0  # keyed: the number the current segment's next unit carries in its MAC
+        self.refused = False  # the rest of this connection (or of the input) is ignored
+        self.fresh = True  # nothing of this connection read yet
+        self.connection_bytes = 0
+        self.connection_taken = False  # a segment of this connection was accepted
 
     def run(self) -> None:
         try:
@@ -139,12 +174,15 @@ class _Feeder(threading.Thread):
                     break
                 if chunk is BREAK:
                     self._events(self.reader.reset(), broke=True)
+                    self.refused, self.fresh, self.connection_bytes, self.connection_taken = False, True, 0, False
                     continue
                 self.report.total_bytes += len(chunk)
+                self.connection_bytes += len(chunk)
                 self._events(self.reader.feed(chunk))
-                if self.report.complete:
+                if self.report.complete or (self.refused and not self.connections):
                     break
-            self._events(self.reader.end())
+            if not self.refused:
+                self._events(self.reader.end())
             if self.current is not None:
                 self.current.lose("the stream ended inside the segment")
                 self.current = None
@@ -169,17 +207,95 @@ class _Feeder(threading.Thread):
 
     def _events(self, events, broke: bool = False) -> None:
         for event in events:
+            if self.refused:
+                return  # the rest of a refused connection goes nowhere
             if isinstance(event, segments.Damage):
-                if self.current is not None:
+                if self.connections and self.fresh and event.size:
+                    self._refuse(f"not an fcm stream ({event.why} where it begins)")
+                elif self.current is not None:
                     self.current.lose("the connection broke" if broke else f"damaged: {event.why}")
                     self.current = None
                 continue
+            if self.connections and self.fresh and event.kind != segments.SEGMENT:
+                self._refuse("not an fcm stream (it does not begin with a segment header)")
+                continue
+            self.fresh = False
             self._unit(event)
         if broke and self.current is not None:
             self.current.lose("the connection broke")
             self.current = None
 
+    def _refuse(self, reason: str) -> None:
+        """Nothing more from this connection (or input): a listener closes it and says so once."""
+        self.refused = True
+        if self.current is not None:
+            self.current.lose(f"refused: {reason}")
+            self.current = None
+        if self.connections:
+            if not self.connection_taken:  # nothing of it was taken: its bytes are not the stream's
+                self.report.total_bytes -= self.connection_bytes
+            text = f"connection from {self.chunks.peer} refused: {reason}"
+            self.chunks.drop_connection()
+        elif self.session is None:
+            raise StreamRefused(reason)
+        else:
+            text = f"the rest of the input is refused: {reason}"
+        self.report.refusals.append(text)
+        self._put(_Refusal(text))
+
+    def _authentic(self, unit: segments.Unit) -> bytes | None:
+        """The unit's body as its parser takes it (a keyed unit's MAC checked and removed), or None:
+        the unit goes nowhere (and the connection may be refused)."""
+        keyed = unit.kind == segments.SEGMENT and segments.is_keyed_segment(unit.body)
+        if self.verifier is None:
+            if keyed:
+                self._refuse("the stream is keyed (its units carry a MAC): give the decoder the encoder's key "
+                             "(--key-file)")
+                return None
+            return unit.body
+        if unit.kind == segments.SEGMENT:
+            if not keyed:
+                self._refuse("the stream is not keyed (its units carry no MAC), and this decoder takes only "
+                             "streams made with its key")
+                return None
+            body = self.verifier.open_segment(unit.body)
+        elif unit.kind == segments.STREAM_END:
+            if self.session is None:
+                return None  # no stream to end
+            body = self.verifier.open_stream_end(unit.body, self.session.stream_id)
+        else:
+            job = self.current
+            if job is None:
+                return None  # its segment is lost: it goes nowhere
+            body = self.verifier.open(unit.kind, unit.body, job.header.stream_id, job.header.index, self.unit_number)
+            self.unit_number += 1
+        if body is None:
+            self._refuse("a unit failed its MAC check (the key is not the encoder's, or the unit was forged, "
+                         "replayed or moved)")
+        return body
+
+    def _other_stream(self, header: segments.SegmentHeader) -> str | None:
+        """Why a segment is not of this session's stream (None: it is)."""
+        first, last = self.session, self.last
+        if first is None:
+            return None
+        if header.stream_id != first.stream_id:
+            return "another stream (its stream identity is not the one this decoder is tracking)"
+        if header.body[16:] != first.body[16:]:  # all but the segment's index, first frame and time
+            return "another stream (its segment header differs from the stream this decoder is tracking)"
+        if header.stream_id is not None and header.index <= last.header.index:  # a keyed stream never repeats one
+            return f"segment {header.index} again (segment {last.header.index} was taken already): a replay"
+        tracked = last.header.first_frame + len(last.records)
+        if header.first_frame < tracked or header.index <= last.header.index:
+            return (f"another stream (it starts at frame {header.first_frame + 1}; frames up to {tracked} are "
+                    "tracked already)")
+        return None
+
     def _unit(self, unit: segments.Unit) -> None:
+        body = self._authentic(unit)
+        if body is None:
+            return
+        unit = segments.Unit(unit.kind, body, unit.offset)
         if unit.kind == segments.SEGMENT:
             try:
                 header = segments.parse_segment(unit.body)
@@ -188,6 +304,10 @@ class _Feeder(threading.Thread):
                     self.current.lose("its header is invalid")
                     self.current = None
                 return
+            why = self._other_stream(header)
+            if why is not None:
+                self._refuse(why)
+                return
             if self.current is not None:
                 self.current.lose("the next segment began before its end")
             p = header.params
@@ -195,8 +315,10 @@ class _Feeder(threading.Thread):
             if codec is None:
                 codec = self.codecs[p.codec] = decoder_codec(p.codec, self.decoder_name, **self.options)
             job = _Job(header, codec.open_decoder(p.coded_width, p.coded_height, p.sample_bits, self.workdir))
-            self.current = job
-            self.started = True
+            self.current = self.last = job
+            self.session = self.session or header
+            self.unit_number = 1
+            self.started = self.connection_taken = True
             self._put(job)
         elif unit.kind == segments.PICTURE:
             job = self.current
@@ -211,8 +333,14 @@ class _Feeder(threading.Thread):
             job.records.extend(picture.records)  # before the payload: the consumer reads them per frame
             job.decoder.feed(picture.payload)
         elif unit.kind == segments.SEGMENT_END:
-            index, frames, digest = segments.parse_segment_end(unit.body)
             job = self.current
+            try:
+                index, frames, digest = segments.parse_segment_end(unit.body)
+            except FcmError as exc:
+                if job is not None:
+                    job.lose(str(exc))
+                    self.current = None
+                return
             if job is None or index != job.header.index:
                 return
             if frames != len(job.records):
@@ -221,7 +349,10 @@ class _Feeder(threading.Thread):
                 job.end(frames, digest)
             self.current = None
         elif unit.kind == segments.STREAM_END:
-            frames, _ = segments.parse_stream_end(unit.body)
+            try:
+                frames, _ = segments.parse_stream_end(unit.body)
+            except FcmError:
+                return  # not a stream end this decoder can take: the stream goes on
             self.report.announced_frames = frames
             self.report.complete = True
 
@@ -240,12 +371,14 @@ def decode_units(
     on_warning: Callable[[str], None] | None = None,
     on_start: Callable[[bitstream.StreamHeader, FeatureMethod], None] | None = None,
     check_params: Callable[[bitstream.StreamHeader], None] | None = None,
+    stream_key: bytes | None = None,
     **options,
 ) -> StreamReport:
     """Decode and track a version-3 stream given as byte pieces (see the module docstring).
 
-    ``on_frame(rows, frame_number, latency)`` is called after each frame (its tracks, its 1-based
-    number in the source, seconds since its capture or None); ``on_warning(text)`` for each loss;
+    ``stream_key``: the encoder's key; only units whose MAC it makes are taken (None: only unkeyed
+    streams). ``on_frame(rows, frame_number, latency)`` is called after each frame (its tracks, its 1-based
+    number in the source, seconds since its capture or None); ``on_warning(text)`` for each loss and refusal;
     ``on_start(params, method)`` once the first segment is set up (the network checked);
     ``check_params(params)`` first, with the first segment's parameters (a command's own checks).
     """
@@ -260,7 +393,7 @@ def decode_units(
         """A segment damaged after its last frame arrived: nothing lost, but nothing verified either."""
         if pending:
             text = f"{pending[1]} after its frames arrived: they were not verified (its end unit is lost)"
-            report.mismatches.append(text)
+            report.unverified.append(text)
             warn(text)
 
     def lose(first: int, last: int | None, why: str) -> None:
@@ -269,7 +402,7 @@ def decode_units(
         warn(loss.describe())
 
     with tempfile.TemporaryDirectory(prefix="fcm-dec-") as tmp, torch.inference_mode():
-        feeder = _Feeder(chunks, decoder, Path(tmp), report, codec_options)
+        feeder = _Feeder(chunks, decoder, Path(tmp), report, codec_options, stream_key)
         feeder.start()
         try:
             while True:
@@ -278,6 +411,9 @@ def decode_units(
                     break
                 if isinstance(job, BaseException):
                     raise job
+                if isinstance(job, _Refusal):
+                    warn(job.text)
+                    continue
                 header, p = job.header, job.header.params
                 if report.params is None:
                     if check_params:
@@ -292,19 +428,11 @@ def decode_units(
                     report.first_frame = header.first_frame + 1
                     if on_start:
                         on_start(p, method)
-                else:
-                    _same_stream(report.params, p)
                 tracker = report.tracker
-                if expected is not None and header.first_frame != expected:
-                    if header.first_frame > expected:
-                        why = pending_loss[1] if pending_loss else "segments missing"
-                        lose(expected, header.first_frame - 1, why)
-                        tracker.gap(header.first_frame - expected, model.embedding_dim)
-                    else:
-                        unverified(pending_loss)
-                        warn(f"segment {header.index} starts at frame {header.first_frame + 1}, before frame "
-                             f"{expected + 1}: a new stream (frame numbers follow it)")
-                        tracker.frame_number = header.first_frame + 1
+                if expected is not None and header.first_frame > expected:  # never before it: the feeder refuses that
+                    why = pending_loss[1] if pending_loss else "segments missing"
+                    lose(expected, header.first_frame - 1, why)
+                    tracker.gap(header.first_frame - expected, model.embedding_dim)
                 elif pending_loss:
                     unverified(pending_loss)
                 pending_loss = None
@@ -378,18 +506,12 @@ def decode_units(
         else:
             unverified(pending_loss)
     if report.params is None:
-        raise FcmError("no segment of an fcm stream was found in the input")
+        refused = f" ({len(report.refusals)} connection(s) refused, see the warnings above)" if report.refusals else ""
+        raise FcmError(f"no segment of an fcm stream was found in the input{refused}")
     if not report.complete and not report.losses:
         lose(expected or 0, None, "the stream ended without its end unit: cut short")
     report.seconds = dict(timer.seconds)
     return report
-
-
-def _same_stream(first: bitstream.StreamHeader, other: bitstream.StreamHeader) -> None:
-    for name in ("method", "split", "jde_id", "model_id", "input_width", "input_height", "orig_width", "orig_height"):
-        if getattr(first, name) != getattr(other, name):
-            raise FcmError(f"the stream's {name.replace('_', ' ')} changed from one segment to the next: "
-                           "two streams are mixed")
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from fcm_common.cli.options import codec_options, method_options, range_help, split_option
+from fcm_common.cli.options import codec_options, key_file_option, method_options, range_help, split_option
 from fcm_common.cli.support import (
     FcmCommand,
     device_option,
@@ -59,9 +59,11 @@ from fcm_encoder.encoder import EncodeSettings, encode_stream
               help="10: quantised samples; 32: float32 samples, unquantised (lossless codec only).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Frames per network batch (more: faster on a GPU, same stream).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Inner encoder threads (0: automatic: up to 8; none beside the coding one for a live or paced source).")
+@key_file_option("A keyed stream: every unit carries a MAC (HMAC-SHA256) over its bytes and its place, made "
+                 "with this shared secret; a decoder takes it only with the same key file (fcm-decode --key-file).")
 @device_option
 def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg, output, max_frames, fps, size, realtime,
-         intra_period, segment, range_text, bit_depth, batch_size, threads, device):
+         intra_period, segment, range_text, bit_depth, batch_size, threads, stream_key, device):
     """Encode the JDE features of INPUT: a video, a MOTChallenge sequence folder, an image folder, a camera
     (/dev/videoN), a URL (rtsp://, http://, udp://, ...) or - (raw rgb24 frames on stdin, with --size and --fps)."""
     if output is not None and output.startswith("tcp://"):
@@ -94,7 +96,7 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
         spec = RangeSpec.parse("frame")
     settings = EncodeSettings(
         split=split, qp=qp, codec=inner, intra_period=intra_period, range_spec=spec, segment=segment,
-        sample_bits=int(bit_depth), batch_size=batch_size, threads=threads, **params,
+        sample_bits=int(bit_depth), batch_size=batch_size, threads=threads, stream_key=stream_key, **params,
     )
     output = output or f"{source.name}_{method}_{split.name}_qp{qp}.bin"
     if not live_output:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from fcm_common.coding import bitstream, segments
+from fcm_common.coding import bitstream, segments, stream_key
 from fcm_common.coding.codecs import NO_WORKER_THREADS, CodecParams, InnerCodec, check_decoded_frame, make_codec
 from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
 from fcm_common.coding.methods import FeatureMethod
@@ -60,6 +60,7 @@ class EncodeSettings:
     batch_size: int = 1
     threads: int = 0
     segment: int | None = None  # frames per segment (at most the intra period); None: the intra period
+    stream_key: bytes | None = field(default=None, repr=False)  # a keyed stream: every unit carries a MAC
 
     def __post_init__(self) -> None:
         self.split = get_split(self.split)
@@ -435,6 +436,7 @@ class _Collector(threading.Thread):
         self.open: list[_Segment] = []
         self.spare = None  # the next segment's encoder, started ahead (its start-up overlaps this segment)
         self.aborted = False
+        self.units = stream_key.UnitWriter(settings.stream_key)  # with a key: each unit sealed with its MAC
 
         self.folders = 0
 
@@ -464,7 +466,7 @@ class _Collector(threading.Thread):
         )
         timestamps = self.sink.live or source.live or source.realtime  # a stored sequence: no times (same bytes every run)
         header = segments.SegmentHeader(self.segments, first_frame, params, base_time if timestamps else 0.0,
-                                        timestamps=timestamps)
+                                        timestamps=timestamps, stream_id=self.units.stream_id)
         self.segments += 1
         encoder, self.spare = self.spare, None
         if encoder is None:
@@ -492,7 +494,7 @@ class _Collector(threading.Thread):
                     while pending:
                         self._segment(*self._take(pending))
                     if isinstance(job, int):
-                        self._send(segments.stream_end_unit(job, self.segments))
+                        self._send(self.units.stream_end(job, self.segments))
                     return
                 if pool is None:
                     self._segment(job, job.encoder.pictures())
@@ -515,7 +517,7 @@ class _Collector(threading.Thread):
 
     def _segment(self, segment: _Segment, pictures) -> None:
         header = segment.header
-        self._send(segments.segment_unit(header), segment_start=True)
+        self._send(self.units.segment(header), segment_start=True)
         check = _ReconstructionCheck(self.settings.codec, header, segment.records, self.workdir)
         try:
             held, taken, sent = bytearray(), 0, 0  # held: a file's segment payload, sent as one unit
@@ -534,13 +536,13 @@ class _Collector(threading.Thread):
         except BaseException:
             check.abort()
             raise
-        self._send(segments.segment_end_unit(header.index, taken, recon_hash))
+        self._send(self.units.segment_end(header, taken, recon_hash))
         self.open.remove(segment)
 
     def _picture(self, header, records, data: bytes) -> None:
         if header.per_frame_range:
             self.ranges.extend(r.range for r in records)
-        self._send(segments.picture_unit(header, records, data), payload=len(data), frames=len(records))
+        self._send(self.units.picture(header, records, data), payload=len(data), frames=len(records))
 
     def check(self) -> None:
         """Raise the collector's error in the encoding thread."""

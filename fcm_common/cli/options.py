@@ -16,6 +16,7 @@ import click
 from fcm_common.coding.codecs import CODECS, DECODER_CHOICES, SHARED_OPTIONS, CodecChoice
 from fcm_common.coding.methods import METHODS
 from fcm_common.coding.registry import CliOption
+from fcm_common.coding.stream_key import KEY_FILE_ENV, MAKE_A_KEY, MIN_KEY_BYTES, read_key_file
 from fcm_common.model.splits import SPLIT_NAMES, SPLITS, SplitPoint
 
 
@@ -116,3 +117,15 @@ def decoder_options(func: Callable) -> Callable:
         "--decoder", type=click.Choice(DECODER_CHOICES), default="auto", show_default=True,
         help="VVC decoder: auto (ffmpeg for vvenc streams, VTM's DecoderApp for vtm streams), ffmpeg or vtm.",
     )(func)
+
+
+def key_file_option(help: str) -> Callable:
+    """``--key-file PATH`` (or ``$FCM_STREAM_KEY_FILE``) -> ``stream_key``: the key's bytes, read and
+    checked while the options are parsed (a bad key file fails before any work), or None."""
+
+    def read(ctx, param, value):
+        return None if not value else read_key_file(value)
+
+    return click.option("--key-file", "stream_key", metavar="PATH", envvar=KEY_FILE_ENV, show_envvar=True,
+                        callback=read, help=f"{help} The file's bytes are the key (at least {MIN_KEY_BYTES}; "
+                        f"make one with: {MAKE_A_KEY}).")

@@ -11,6 +11,11 @@ per-frame ranges, the range of each frame they complete), then a segment end (``
 count and the hash of its reconstructed frames). The stream ends with ``Z`` (frame and segment
 counts), which tells a complete stream from a cut one.
 
+A *keyed* stream (``fcm-encode --key-file``) flags it in every segment header, which then also carries
+the stream's identity, and ends every unit's body with a MAC (``TAG_BYTES``) over the unit and its
+position; :mod:`fcm_common.coding.stream_key` makes and checks them, the parsers here take bodies
+without it.
+
 Each segment starts at a random-access picture and carries what its decoding needs, so a decoder can
 start at any segment: it finds the next sync marker in arbitrary bytes (:class:`UnitReader`), and a
 damaged unit (bad CRC, missing bytes) costs the frames of its own segment only. A file written by
@@ -52,11 +57,21 @@ UNIT_OVERHEAD = len(SYNC) + _PREFIX.size + 4
 MAX_BODY = 1 << 30  # a body longer than this is a damaged length field, not a unit
 FLAG_PER_FRAME_RANGE = 0x02
 FLAG_TIMESTAMPS = 0x04  # picture units carry capture times (live streams)
+FLAG_KEYED = 0x08  # every unit ends with a MAC; the segment header carries the stream identity
+_FLAGS_AT = 19  # offset of the flags byte in a segment header's body
+STREAM_ID_BYTES = 16
+TAG_BYTES = 16  # a keyed unit's MAC: the first 16 bytes of its HMAC-SHA256
 
 
 def is_segmented(data: bytes) -> bool:
     """Whether ``data`` starts like a version-3 stream."""
     return data[: len(SYNC)] == SYNC
+
+
+def is_keyed_segment(body: bytes) -> bool:
+    """Whether a segment header's body (as read, MAC included) flags a keyed stream: read before the
+    body is parsed, since the MAC at its end must be checked (or the stream refused) first."""
+    return len(body) > _FLAGS_AT and bool(body[_FLAGS_AT] & FLAG_KEYED)
 
 
 # ------------------------------------------------------------------------------------------ units
@@ -228,6 +243,7 @@ class SegmentHeader:
     params: StreamHeader
     base_time: float = 0.0  # capture time of its first frame (seconds since the epoch, the encoder's clock)
     timestamps: bool = False  # its picture units carry each frame's capture time
+    stream_id: bytes | None = None  # a keyed stream's identity (random, one per encoder run); None: not keyed
     body: bytes = field(default=b"", compare=False)  # as read or written (hashed into the reconstruction hash)
 
     @property
@@ -235,8 +251,9 @@ class SegmentHeader:
         return self.params.per_frame_range
 
 
-def _pack_params(p: StreamHeader, timestamps: bool = False) -> bytes:
-    flags = (FLAG_PER_FRAME_RANGE if p.per_frame_range else 0) | (FLAG_TIMESTAMPS if timestamps else 0)
+def _pack_params(p: StreamHeader, timestamps: bool = False, keyed: bool = False) -> bytes:
+    flags = ((FLAG_PER_FRAME_RANGE if p.per_frame_range else 0) | (FLAG_TIMESTAMPS if timestamps else 0)
+             | (FLAG_KEYED if keyed else 0))
     out = bytearray(struct.pack(
         ">BBBBbBH", METHODS[p.method].code, SPLIT_CODES[p.split], CODECS[p.codec].code, flags, p.qp,
         GOPS.index(p.gop), p.intra_period))
@@ -253,12 +270,18 @@ def _pack_params(p: StreamHeader, timestamps: bool = False) -> bytes:
     return bytes(out)
 
 
+def segment_body(header: SegmentHeader) -> bytes:
+    """The body of a segment's ``S`` unit (without a MAC); ``header.body`` is set to it."""
+    check_params(header.params)
+    keyed = header.stream_id is not None
+    header.body = (struct.pack(">IId", header.index, header.first_frame, header.base_time)
+                   + _pack_params(header.params, header.timestamps, keyed) + (header.stream_id if keyed else b""))
+    return header.body
+
+
 def segment_unit(header: SegmentHeader) -> bytes:
     """The ``S`` unit of a segment (``header.body`` is set to its body)."""
-    check_params(header.params)
-    header.body = (struct.pack(">IId", header.index, header.first_frame, header.base_time)
-                   + _pack_params(header.params, header.timestamps))
-    return unit(SEGMENT, header.body)
+    return unit(SEGMENT, segment_body(header))
 
 
 def check_params(p: StreamHeader) -> None:
@@ -297,7 +320,7 @@ class _Body:
 
 
 def parse_segment(body: bytes) -> SegmentHeader:
-    """An ``S`` unit's body, validated."""
+    """An ``S`` unit's body (a keyed one without its MAC), validated."""
     r = _Body(body, "segment header")
     index, first, base_time = r.take(">IId")
     method, split, codec, flags, qp, gop, intra = r.take(">BBBBbBH")
@@ -305,11 +328,12 @@ def parse_segment(body: bytes) -> SegmentHeader:
     (ntensors,) = r.take(">B")
     records = [r.take(">BHHHHHHH") for _ in range(ntensors)]
     (fill,) = r.take(">H")
-    if flags & ~(FLAG_PER_FRAME_RANGE | FLAG_TIMESTAMPS):
+    if flags & ~(FLAG_PER_FRAME_RANGE | FLAG_TIMESTAMPS | FLAG_KEYED):
         raise BitstreamError(f"segment header: unknown flags 0x{flags:02x}")
     per_frame = bool(flags & FLAG_PER_FRAME_RANGE)
     ranges = [] if per_frame else [tuple(float(v) for v in r.take(">ff"))]
     jde_id, model_id = r.raw(ID_BYTES), r.raw(ID_BYTES)
+    stream_id = r.raw(STREAM_ID_BYTES) if flags & FLAG_KEYED else None
     r.done()
     if fden == 0 or fnum == 0:
         raise BitstreamError("segment header: invalid frame rate 0")
@@ -329,7 +353,7 @@ def parse_segment(body: bytes) -> SegmentHeader:
         model_id=model_id, per_frame_range=per_frame,
     )
     check_params(params)
-    return SegmentHeader(index, first, params, base_time, bool(flags & FLAG_TIMESTAMPS), body)
+    return SegmentHeader(index, first, params, base_time, bool(flags & FLAG_TIMESTAMPS), stream_id, body)
 
 
 # ---------------------------------------------------------------------------- picture and ends
@@ -345,6 +369,10 @@ class FrameRecord:
 def picture_unit(header: SegmentHeader, records: list[FrameRecord], payload: bytes) -> bytes:
     """A picture unit: the frames it completes (capture time in ms after the segment's base time, when
     the segment has timestamps; per-frame ranges), then the inner codec's bytes."""
+    return inner_unit(PICTURE, picture_body(header, records, payload))
+
+
+def picture_body(header: SegmentHeader, records: list[FrameRecord], payload: bytes) -> bytes:
     per_frame_range = header.per_frame_range
     body = bytearray(varint(len(records)))
     for rec in records:
@@ -352,7 +380,7 @@ def picture_unit(header: SegmentHeader, records: list[FrameRecord], payload: byt
             body += varint(max(0, round((rec.capture_time - header.base_time) * 1000)))
         if per_frame_range:
             body += struct.pack(">ff", *rec.range)
-    return inner_unit(PICTURE, bytes(body) + payload)
+    return bytes(body) + payload
 
 
 @dataclass
@@ -390,7 +418,11 @@ def parse_picture(body: bytes, header: SegmentHeader) -> Picture:
 
 
 def segment_end_unit(segment: int, frames: int, recon_hash: bytes) -> bytes:
-    return inner_unit(SEGMENT_END, struct.pack(">II", segment, frames) + recon_hash)
+    return inner_unit(SEGMENT_END, segment_end_body(segment, frames, recon_hash))
+
+
+def segment_end_body(segment: int, frames: int, recon_hash: bytes) -> bytes:
+    return struct.pack(">II", segment, frames) + recon_hash
 
 
 def parse_segment_end(body: bytes) -> tuple[int, int, bytes]:
@@ -402,7 +434,11 @@ def parse_segment_end(body: bytes) -> tuple[int, int, bytes]:
 
 
 def stream_end_unit(frames: int, segments: int) -> bytes:
-    return unit(STREAM_END, struct.pack(">II", frames, segments))
+    return unit(STREAM_END, stream_end_body(frames, segments))
+
+
+def stream_end_body(frames: int, segments: int) -> bytes:
+    return struct.pack(">II", frames, segments)
 
 
 def parse_stream_end(body: bytes) -> tuple[int, int]:
@@ -434,7 +470,8 @@ def check_range(lo: float, hi: float, frame: int) -> None:
 def summarize(data: bytes) -> StreamHeader:
     """A complete stored stream in one :class:`StreamHeader` (the first segment's parameters, the
     frame count, every range), strictly: any damage, a missing unit or a missing stream end is a
-    :class:`BitstreamError`. ``header_size`` counts every byte that is not inner-codec payload."""
+    :class:`BitstreamError`. ``header_size`` counts every byte that is not inner-codec payload (the MACs
+    of a keyed stream too: they are read past here, and checked by the decoder, which has the key)."""
     reader = UnitReader()
     events = reader.feed(data) + reader.end()
     first: SegmentHeader | None = None
@@ -443,11 +480,18 @@ def summarize(data: bytes) -> StreamHeader:
     current: SegmentHeader | None = None
     in_segment = 0
     ended = None
+    keyed = False
     for event in events:
         if isinstance(event, Damage):
             raise BitstreamError(f"damaged stream at byte {event.offset}: {event.why}")
         if ended is not None:
             raise BitstreamError("units after the stream end")
+        if event.kind == SEGMENT:
+            keyed = is_keyed_segment(event.body)
+        if keyed:
+            if len(event.body) < TAG_BYTES:
+                raise BitstreamError(f"a unit of a keyed stream at byte {event.offset} is shorter than its MAC")
+            event = replace(event, body=event.body[:-TAG_BYTES])
         if event.kind == SEGMENT:
             if current is not None:
                 raise BitstreamError(f"segment {current.index} has no end unit")

@@ -14,7 +14,8 @@ A TCP output that loses its server drops in the same way while it reconnects (ev
 
 Inputs yield byte pieces; a TCP listener accepts one encoder connection after another and yields
 :data:`BREAK` between them (a unit cut by a closed connection is lost, the next connection starts
-at a segment).
+at a segment); the decoder names a connection by its ``peer`` and closes one it refuses
+(``drop_connection``).
 """
 
 from __future__ import annotations
@@ -312,7 +313,8 @@ def read_stdin(stream=None) -> Iterator[bytes]:
 class TcpListener:
     """``--listen tcp://HOST:PORT``: accepts encoders one after another (an encoder that reconnects,
     or a new one) and yields what they send, :data:`BREAK` between connections. Stops when
-    :meth:`stop` is called (the decoder saw the stream's end)."""
+    :meth:`stop` is called (the decoder saw the stream's end). ``peer`` is the address of the
+    connection being read; :meth:`drop_connection` closes it (the decoder refused it) and goes on."""
 
     def __init__(self, url: str):
         self.host, self.port = parse_tcp(url)
@@ -323,6 +325,8 @@ class TcpListener:
         self.server.settimeout(0.2)
         self.stopped = False
         self.conn: socket.socket | None = None
+        self.peer: str | None = None
+        self.dropping = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -331,17 +335,23 @@ class TcpListener:
     def stop(self) -> None:
         self.stopped = True
 
+    def drop_connection(self) -> None:
+        """Close the connection being read, before its next piece; :data:`BREAK` follows."""
+        self.dropping = True
+
     def __iter__(self) -> Iterator[bytes | object]:
         try:
             while not self.stopped:
                 try:
-                    conn, _ = self.server.accept()
+                    conn, address = self.server.accept()
                 except TimeoutError:
                     continue
-                self.conn = conn
+                self.conn, self.dropping = conn, False
+                host, port = address[:2]
+                self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 conn.settimeout(0.2)
                 with conn:
-                    while not self.stopped:
+                    while not self.stopped and not self.dropping:
                         try:
                             chunk = conn.recv(READ_BYTES)
                         except TimeoutError:
