@@ -185,10 +185,16 @@ def test_the_architecture_is_checked():
         AdvMSFC(MSFCArch(in_channels=(152, 152, 152), fused_channels=10, fusion="detections"))
 
 
-def test_a_model_of_another_code_version_is_refused_with_the_remedy():
-    arch = MSFCArch(in_channels=(152, 152, 152), fused_channels=10, fusion="detections")
-    d = arch.to_dict()
-    assert MSFCArch.from_dict(d) == arch
-    d["code_version"] = 0
-    with pytest.raises(MSFCConfigError, match="refit the model"):
-        MSFCArch.from_dict(d)
+def test_a_model_of_another_code_version_is_refused_with_the_remedy(small_jde, tmp_path):
+    from fcm_common.msfc.checkpoint import CheckpointError, MSFCCheckpoint, load_checkpoint, save_checkpoint
+    from fcm_common.msfc.qact import QACTTable
+
+    model = detections_model(small_jde, components=4)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, MSFCCheckpoint("backbone", model, small_jde.weights_id, QACTTable((32,), (9,))))
+    assert load_checkpoint(path).model.arch == model.arch
+    data = torch.load(path, weights_only=True)
+    data["arch"]["code_version"] = 0
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="refit the model"):
+        load_checkpoint(path)

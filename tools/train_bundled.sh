@@ -75,9 +75,8 @@ msfc)
   # the architecture of cfg/advmsfc.toml (linear code, PCA start). One stage: the output term (what the
   # decoder and the tracker read), a little feature reconstruction, SLS, through the codec proxy at QP 7..37.
   # dn53/alt1: 2,000 steps (NN part 2 on whole frames, about 0.3-0.5 s per step on one thread).
-  # backbone: the PCA start itself (--steps 0). Every training of the backbone code tried lowered MOTA on
-  # held-out frames, coded or not (docs/results_notes.md, "The backbone code: trained or not"): 8,000 steps
-  # as for the others (--crop 6x10) kept 0.707 without coding against 0.774 for the PCA start.
+  # backbone: the detections code (cfg/advmsfc.toml), fitted, not trained (--steps 0): the principal
+  # components of the kept proposals' embeddings over the first 256 frames of the stream (--pca-frames).
   crop=()
   steps=2000
   [ "$split" = backbone ] && steps=0
@@ -100,13 +99,13 @@ qact)
   case "$split" in
     dn53) ks=384,256,192,128,96,64,32 ;;
     alt1) ks=192,128,96,64,48,32,16 ;;
-    backbone) ks=256,192,128,96,64,32 ;;  # not 16: its 72x40 pictures need more than 72x40 bytes at QP 7, ffmpeg's libvvenc limit
+    backbone) ks=37,21,13,9,7,5 ;;  # the detections code: 5 box channels + 0..32 embedding components
     *) echo "error: unknown split '$split'" >&2; exit 2 ;;
   esac
   calib="$RUNS/calib/PETS09-S2L1-501-550"
   [ -d "$calib" ] || "$BIN/python" tools/make_excerpt.py "$D/PETS09-S2L1" 501 550 "$calib"
   "$BIN/fcm-calibrate" "$calib" --split "$split" --model "cfg/weights/advmsfc_576x320_$split.pt" \
-    --qps "${QACT_QPS:-7,12,17,22,27,32}" --channels "$ks" --codec vvenc --preset medium --intra-period 32 --frames 50 \
+    --qps "${QACT_QPS:-7,12,17,22,27,32,37}" --channels "$ks" --codec vvenc --preset medium --intra-period 32 --frames 50 \
     --eval-mode mot -o "$RUNS/calib/qact_$split.toml" --record-in-model --device cpu "$@"
   ;;
 *)

@@ -20,6 +20,7 @@ import torch
 from fcm_common.core.atomic import atomic_path
 from fcm_common.core.errors import FcmError
 from fcm_common.model.splits import get_split
+from fcm_common.msfc.detection_code import DETECTIONS_CODE_VERSION
 from fcm_common.msfc.networks import AdvMSFC, MSFCArch, MSFCConfigError, scale_order
 from fcm_common.msfc.qact import QACTTable
 
@@ -106,6 +107,10 @@ def load_checkpoint(
             f"{path} was trained against JDE weights {data['jde_weights_id'][:16]}..., these are {jde_weights_id[:16]}...: "
             "retrain it for these weights (fcm-train)"
         )
+    recorded = data["arch"].get("code_version") if isinstance(data.get("arch"), dict) else None
+    if data["arch"].get("fusion") == "detections" and recorded != DETECTIONS_CODE_VERSION:
+        raise CheckpointError(f"{path}: a detections code of version {recorded}; this fcm reads version "
+                              f"{DETECTIONS_CODE_VERSION} (refit the model with this fcm: fcm-train --steps 0)")
     try:
         arch = MSFCArch.from_dict(data["arch"])
         model = AdvMSFC(arch, scale_order(ck_split))

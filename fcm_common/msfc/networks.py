@@ -115,9 +115,6 @@ class MSFCArch:
 
     @classmethod
     def from_dict(cls, d: dict) -> MSFCArch:
-        if d.get("fusion") == "detections" and d.get("code_version") != DETECTIONS_CODE_VERSION:
-            raise MSFCConfigError(f"a detections code of version {d.get('code_version')}: this fcm reads version "
-                                  f"{DETECTIONS_CODE_VERSION} (refit the model with this fcm: fcm-train --steps 0)")
         try:
             return cls(
                 in_channels=tuple(int(v) for v in d["in_channels"]),
