@@ -49,6 +49,9 @@ GROUPS = {  # channel indices of the head input (24 detection channels = 4 ancho
 SCALES = ("finest", "middle", "coarsest")
 
 Features = list[torch.Tensor]  # one frame's split tensors (1, C, H, W) each, split order
+DETECTIONS_NOTE = ("error: a detections code rebuilds every kept proposal as anchor 0 of the finest layer, so its channel "
+                   "groups cannot be swapped with the exact features' anchor by anchor; compare its code channels instead "
+                   "(docs/results_notes.md, 'The backbone detections code')")
 
 
 def exact_features(model, source, split: str, frames: int) -> tuple[list[Features], list]:
@@ -65,6 +68,8 @@ def exact_features(model, source, split: str, frames: int) -> tuple[list[Feature
 def advmsfc_reconstruction(exact: list[Features], model_path: Path, split: str, jde_id: str,
                            channels: int | None) -> tuple[list[Features], str]:
     ckpt = load_checkpoint(model_path, split, jde_id)
+    if ckpt.model.arch.fusion == "detections":
+        raise SystemExit(DETECTIONS_NOTE)
     keep = channels or ckpt.model.fused_channels
     with torch.inference_mode():
         out = [ckpt.model(f, keep=keep) for f in exact]
@@ -75,6 +80,8 @@ def stream_reconstruction(path: Path, model, frames: int) -> tuple[list[Features
     data = path.read_bytes()
     header, payload = parse(data)
     method = method_for_decoding(header.method)
+    if getattr(getattr(method, "model", None), "arch", None) is not None and method.model.arch.fusion == "detections":
+        raise SystemExit(DETECTIONS_NOTE)
     report = decode_stream(header, payload, len(data), model, torch.device("cpu"), method=method, keep_features=True)
     layers = SPLITS[header.split].layers
     out = [[torch.from_numpy(report.features[f"layer_{layer}"][i])[None] for layer in layers]

@@ -198,3 +198,4 @@ def test_a_model_of_another_code_version_is_refused_with_the_remedy(small_jde, t
     torch.save(data, path)
     with pytest.raises(CheckpointError, match="refit the model"):
         load_checkpoint(path)
+

@@ -224,6 +224,11 @@ def _fit_detections(jde, split: SplitPoint, settings: TrainSettings, run: TrainR
     ``run.pca_frames`` frames; report the embedding error by kept channels on validation frames."""
     began = time.perf_counter()
     embeddings = kept_embeddings(model, batches, max(run.pca_frames // settings.batch_size, 1))
+    components = model.fused_channels - BOX_CHANNELS
+    if len(embeddings) < max(components, 1):
+        raise FcmError(f"{run.pca_frames} frames gave {len(embeddings)} proposals that JDE keeps; fitting "
+                       f"{components} embedding components needs at least that many: fit on more frames "
+                       "(--pca-frames) or on footage with people")
     explained = fit_embedding_code(model.msff, model.msfr, embeddings)
     listener.code_initialised(float(explained[model.fused_channels - BOX_CHANNELS - 1]))
     validation = _validation(jde, run.sources, split, device, settings.stats_frames, settings.batch_size)
