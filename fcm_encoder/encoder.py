@@ -44,6 +44,7 @@ from fcm_common.model.preprocess import batched, network_inputs, preprocess
 from fcm_common.model.splits import SplitPoint, get_split
 from fcm_encoder.live import LiveFrames, SkipPolicy
 
+IN_CODEC = 1  # a live encoder writes a frame to the codec when at most this many earlier ones are still inside it
 MID_LEVEL = 512  # fill level of per-frame ranges, which have no single zero level: unused tiles are mid-grey
 
 
@@ -399,6 +400,10 @@ def encode_stream(
                     segment = collector.open_segment(source, model, method, settings, plan, next_index, capture,
                                                      skips=live is not None)
                 skipped = index - next_index if live is not None else None
+                if live is not None and settings.codec.pictures_one_by_one:
+                    # frames wait here, where they can be skipped, not inside the codec (a codec starting up or
+                    # slower than the source would otherwise hold a growing backlog no skip can reach)
+                    collector.wait_given_out(frames_done - IN_CODEC)
                 segment.write(frame, FrameRecord(capture, lo_hi if plan.fixed_range is None else None, skipped), timer)
                 frames_done += 1
                 next_index = index + 1
@@ -524,6 +529,8 @@ class _Collector(threading.Thread):
         self.open: list[_Segment] = []
         self.spare = None  # the next segment's encoder, started ahead (its start-up overlaps this segment)
         self.aborted = False
+        self.given_out = 0  # frames the codecs gave out (as pictures), all segments together
+        self.progress = threading.Condition()
 
         self.folders = 0
 
@@ -611,6 +618,9 @@ class _Collector(threading.Thread):
             held, taken, sent = bytearray(), 0, 0  # held: a file's segment payload, sent as one unit
             for data, count in pictures:
                 taken += count
+                with self.progress:
+                    self.given_out += count
+                    self.progress.notify_all()
                 check.feed(data)
                 if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment
                     self._picture(header, segment.records[sent:taken], data)
@@ -640,6 +650,13 @@ class _Collector(threading.Thread):
         if header.per_frame_range:
             self.ranges.extend(r.range for r in records)
         self._send(segments.picture_unit(header, records, data), payload=len(data), frames=len(records))
+
+    def wait_given_out(self, frames: int) -> None:
+        """Wait until the codecs have given out ``frames`` frames (or the collector failed)."""
+        with self.progress:
+            while self.given_out < frames and self.error is None and self.is_alive():
+                self.progress.wait(0.1)
+        self.check()
 
     def check(self) -> None:
         """Raise the collector's error in the encoding thread."""

@@ -250,6 +250,8 @@ class InnerCodec(ABC):
     qp_range: ClassVar[tuple[int, int]] = (-12, 63)  # QPs the encoder takes (VVC, 10-bit: -12..63)
     # segments a stream may code at once (codecs that give out a segment only at its end, e.g. VTM's jobs)
     parallel_segments: int = 1
+    # gives each picture out while its segment is coded (a live encoder then never lets frames pile up in it)
+    pictures_one_by_one: ClassVar[bool] = False
 
     def check_qp(self, qp: int) -> None:
         """Refuse a QP this codec cannot take (before any work is done)."""

@@ -114,6 +114,7 @@ class LosslessCodec(InnerCodec):
     name = "lossless"
     code = 0
     float_samples = True
+    pictures_one_by_one = True
 
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)

@@ -282,6 +282,7 @@ class VVencCodec(InnerCodec):
     code = 1
     family = "vvc"
     decoder = "ffmpeg"
+    pictures_one_by_one = True
     qp_range = (0, 63)  # libvvenc through ffmpeg takes no negative QP
     options = (
         cli_option("--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True,
