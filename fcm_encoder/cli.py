@@ -144,7 +144,8 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
     )
     print_table("time per frame (s)", list(per_frame), [[v for v in per_frame.values()]], console=tables)
     if timed:
-        print_table(f"paced source: frames skipped to keep the latency under {max_latency:g} s (--max-latency)",
+        bound = f"under {max_latency:g} s" if max_latency else "unbounded: --max-latency 0, none skipped"
+        print_table(f"paced source: frames skipped to keep the latency {bound}",
                     ["source frames", "coded", "skipped", "source fps", "effective fps"],
                     [[report.source_frames, report.frames, report.skipped, f"{report.fps:g}",
                       f"{report.effective_fps:.2f}"]], console=tables)

@@ -237,7 +237,8 @@ class SkipStatus:
         if skipped == self.skipped:
             return
         self.skipped = skipped
-        text = f"{skipped} frames skipped, {self.fps * frames / max(frames + skipped, 1):.1f} of {self.fps:g} fps"
+        text = (f"{skipped} frame{'s' if skipped > 1 else ''} skipped, "
+                f"{self.fps * frames / max(frames + skipped, 1):.1f} of {self.fps:g} fps")
         if self.bar is not None:
             for task in self.bar.tasks:
                 if task.description.startswith(self.stage):
