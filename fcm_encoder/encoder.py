@@ -44,7 +44,6 @@ from fcm_common.model.preprocess import batched, network_inputs, preprocess
 from fcm_common.model.splits import SplitPoint, get_split
 from fcm_encoder.live import LiveFrames, SkipPolicy
 
-IN_CODEC = 1  # a live encoder writes a frame to the codec when at most this many earlier ones are still inside it
 MID_LEVEL = 512  # fill level of per-frame ranges, which have no single zero level: unused tiles are mid-grey
 
 
@@ -367,6 +366,7 @@ def encode_stream(
     plan = plan_frames(reduced, progress)
     frames_done = 0
     next_index = 0  # the source position after the last frame coded
+    held = settings.codec.held_pictures(settings.gop)  # pictures the codec holds (None: it gives out groups)
     with tempfile.TemporaryDirectory(prefix="fcm-enc-") as tmp:
         collector = _Collector(settings, plan, sink, Path(tmp), timer, live.policy if live else None)
         collector.start()
@@ -400,10 +400,10 @@ def encode_stream(
                     segment = collector.open_segment(source, model, method, settings, plan, next_index, capture,
                                                      skips=live is not None)
                 skipped = index - next_index if live is not None else None
-                if live is not None and settings.codec.pictures_one_by_one:
+                if live is not None and held is not None:
                     # frames wait here, where they can be skipped, not inside the codec (a codec starting up or
                     # slower than the source would otherwise hold a growing backlog no skip can reach)
-                    collector.wait_given_out(frames_done - IN_CODEC)
+                    collector.wait_given_out(frames_done - max(held, 1))
                 segment.write(frame, FrameRecord(capture, lo_hi if plan.fixed_range is None else None, skipped), timer)
                 frames_done += 1
                 next_index = index + 1

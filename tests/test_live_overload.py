@@ -138,6 +138,22 @@ def test_an_encoder_slower_than_its_paced_source_skips_frames_that_keep_their_nu
         assert int(np.argmin(errors)) + 1 == number
 
 
+def test_a_paced_source_codes_with_a_codec_that_holds_a_gop(bundled):
+    """VVenC's low-delay GOP gives pictures out eight at a time: a paced encoder that keeps frames out of
+    the codec must not wait for them one by one (it did, and hung)."""
+    from fcm_common.coding.codecs import make_codec
+
+    vvenc = make_codec("vvenc")
+    assert vvenc.held_pictures("ll") == 1 and vvenc.held_pictures("ld") is None
+    assert make_codec("lossless").held_pictures("ld") == 0
+    source = open_source(SAMPLE, max_frames=3, fps=20)
+    source.realtime = True
+    settings = EncodeSettings(split="backbone", codec=vvenc, preset="faster", gop="ld", intra_period=4,
+                              range_spec=RangeSpec.parse("frame"), max_latency=1.0)
+    report = encode_stream(source, bundled, AnchorMethod(), settings, CPU, BytesSink())
+    assert report.frames + report.skipped == 3
+
+
 def test_files_never_skip(bundled):
     stream, report, statuses = _encode(_Slow(bundled, 0.05), realtime=False, frames=6, max_latency=0.001)
     assert report.skipped == 0 and report.frames == 6 and not statuses

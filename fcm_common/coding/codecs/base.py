@@ -250,8 +250,12 @@ class InnerCodec(ABC):
     qp_range: ClassVar[tuple[int, int]] = (-12, 63)  # QPs the encoder takes (VVC, 10-bit: -12..63)
     # segments a stream may code at once (codecs that give out a segment only at its end, e.g. VTM's jobs)
     parallel_segments: int = 1
-    # gives each picture out while its segment is coded (a live encoder then never lets frames pile up in it)
-    pictures_one_by_one: ClassVar[bool] = False
+
+    def held_pictures(self, gop: str) -> int | None:
+        """How many pictures the encoder holds before it gives one out, with GOP structure ``gop``, or
+        None when it gives pictures out only in groups or at the segment's end (a live encoder keeps
+        no more than these in the codec, so that frames wait where they can be skipped)."""
+        return None
 
     def check_qp(self, qp: int) -> None:
         """Refuse a QP this codec cannot take (before any work is done)."""
