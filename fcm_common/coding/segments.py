@@ -52,7 +52,7 @@ UNIT_OVERHEAD = len(SYNC) + _PREFIX.size + 4
 MAX_BODY = 1 << 30  # a body longer than this is a damaged length field, not a unit
 FLAG_PER_FRAME_RANGE = 0x02
 FLAG_TIMESTAMPS = 0x04  # picture units carry capture times (live streams)
-MAX_SKIPPED = 65535  # frames skipped before one frame: more is a damaged or forged unit
+MAX_SKIPPED = (1 << 24) - 1  # frames skipped before one frame (6 days at 30 fps): more is a damaged or forged unit
 FLAG_SKIPS = 0x08  # picture units may say how many source frames were skipped before each frame (paced and live sources)
 
 

@@ -314,7 +314,9 @@ class JDETracker:
         if frames <= 0:
             return
         pool = _join([t for t in self.tracked if t.is_activated], self.lost)
-        for _ in range(frames):
+        # at most the track buffer's length in steps: a long gap stays cheap, and a track unmatched after it
+        # is past the buffer anyway
+        for _ in range(min(frames, self.max_time_lost + 1)):
             self._predict(pool)
         self.frame_id += frames
 
