@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -35,6 +36,12 @@ from fcm_encoder.encoder import EncodeSettings, encode_stream
 from fcm_encoder.live import DEFAULT_MAX_LATENCY, LIVE_PRESET
 
 
+def _finite(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", param_hint=f"'{name}'")
+    return value
+
+
 @click.command(name="fcm-encode", cls=FcmCommand)
 @click.argument("input_path", metavar="INPUT", type=str)  # a URL is not a path (no // folding)
 @click.option("--qp", type=click.IntRange(-12, 63), default=32, show_default=True, help="Inner codec QP.")
@@ -66,7 +73,7 @@ from fcm_encoder.live import DEFAULT_MAX_LATENCY, LIVE_PRESET
               "core; for a live or paced source half the cores, 1 to 4, as the decoder beside it may need the rest; "
               "OMP_NUM_THREADS, when set, is kept).")
 @click.option("--max-latency", type=click.FloatRange(min=0, max=3600), default=DEFAULT_MAX_LATENCY, show_default=True,
-              metavar="SECONDS", help="A live or paced source: when the encoder falls behind, whole frames are skipped "
+              metavar="SECONDS", callback=lambda ctx, param, value: _finite(value, "--max-latency"), help="A live or paced source: when the encoder falls behind, whole frames are skipped "
               "before NN part 1 so that a frame leaves the encoder within SECONDS of its capture (and none waits when "
               "the encoder is slower than the source); skipped frames keep their numbers. 0: never skip. A file "
               "that is not paced never skips.")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error, run_in_process
 
 from fcm_common.coding import bitstream, segments
 from fcm_common.coding.methods.anchor import AnchorMethod
@@ -281,6 +282,11 @@ def test_a_live_source_faster_than_its_rate_is_read_at_its_rate():
     time.sleep(0.1)
     now = time.time()
     assert late.stamp(1) >= now  # a frame later than its schedule: its arrival time, and the schedule restarts
+
+
+def test_a_bad_latency_bound_is_a_one_line_error():
+    for value in ("-1", "nan", "abc"):
+        assert_one_line_error(run_in_process("fcm-encode", SAMPLE, "--max-latency", value, "-o", "-"), "--max-latency")
 
 
 # ------------------------------------------------------------------------------------ the commands
