@@ -8,7 +8,9 @@
 #   make bench-e2e    fcm-encode / fcm-decode frames/s end to end with the bundled networks, by stage
 #   make bench-codec  VVenC presets against VTM low delay on real packed features: BD-rate on PSNR and MOTA
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
-#   make bench-stream live streaming: paced sample and clip through a pipe and TCP, capture-to-tracks latency
+#   make bench-stream live streaming: paced sample and clip through a pipe and TCP, capture-to-tracks latency,
+#                     frames skipped, MOTA (STREAM_QPS="17 22" for the rate points), and an overload row (25 fps)
+#   make bench-part1  NN part 1 variants (channels-last, oneDNN, bf16, onnxruntime): time, feature error, tracks
 #   make fuzz         mutated and forged bitstreams through the decoder (vvenc, lossless; anchor, advmsfc)
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
 #   make ctc DATASET=tvd METHOD=anchor SPLIT=dn53 CODEC=vtm DATA=/data OUT=runs [MODEL=...]
@@ -29,7 +31,7 @@ OUT     ?= runs
 MODEL   ?=
 SAMPLE  ?= samples/PETS09-S2L1-551-650
 
-.PHONY: install test test-fast demo bench bench-e2e bench-stream rd fuzz bench-codec bench-msfc vtm ctc clean
+.PHONY: install test test-fast demo bench bench-e2e bench-stream bench-part1 rd fuzz bench-codec bench-msfc vtm ctc clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -80,9 +82,14 @@ bench-codec:
 bench-msfc:
 	$(PY) benchmarks/bench_msfc.py --repeats 3
 
+# the rate points of the live rows: where advMSFC backbone keeps >= 90 % of the uncompressed MOTA on the sample
+STREAM_QPS ?= 32
 STREAM_ARGS ?=
 bench-stream:
-	$(PY) benchmarks/bench_stream.py $(STREAM_ARGS)
+	$(PY) benchmarks/bench_stream.py --qps $(STREAM_QPS) $(STREAM_ARGS)
+
+bench-part1:
+	$(PY) benchmarks/bench_part1.py --tracks
 
 vtm:
 	tools/vtm_build.sh --prefix vtm

@@ -1,16 +1,24 @@
 """make bench-stream: live streaming on this machine, paced sources, capture-to-tracks latency.
 
-For each source (the shipped sample and the CC-BY clip), frame rate (7 and 10 fps) and transport
-(a pipe, TCP on loopback), ``fcm-encode SOURCE --realtime --fps F -o -|tcp://...`` runs as a
-process with its default method (advMSFC, backbone, QP 32, VVenC; a live output codes with the
-low-latency GOP) and one torch thread (the two processes share the machine), and this process decodes
-and tracks what arrives (the library's decoder, so that
-every frame's latency is at hand): latency from capture (the encoder reading the frame, at its paced
-time) to the frame's tracks, p50 / p95 / max; the first and last quarter's medians (a backlog that
-grows shows as a last quarter far above the first); frames lost or dropped; and the two halves of the
-median: capture to the picture unit leaving the encoder (arriving here), and from there to tracks.
+For each source (the shipped sample and the CC-BY clip), QP (``--qps``: the rate points where
+advMSFC keeps >= 90 % of the uncompressed MOTA), frame rate (7 and 10 fps) and transport (a pipe,
+TCP on loopback), ``fcm-encode SOURCE --realtime --fps F --qp QP -o -|tcp://...`` runs as a
+process with its defaults (advMSFC, backbone, VVenC; a live output codes with the low-latency GOP;
+its torch threads, NN part 1 engine and frame skipping as it picks them: nothing is set by hand), and
+this process decodes and tracks what arrives (the library's decoder, with the threads fcm-decode
+picks for a live stream, so that every frame's latency is at hand). Then an overload row per QP: the
+sample paced at ``--overload-fps`` (25), more than a small machine codes, through a pipe.
 
-    python benchmarks/bench_stream.py [--frames 100] [--fps 7 10] [--transports pipe tcp]
+Per run: latency from capture (the encoder reading the frame, at its paced time) to the frame's
+tracks, p50 / p95 / max; the first and last quarter's medians (a backlog that grows shows as a last
+quarter far above the first); frames decoded, skipped by the encoder (it was behind:
+``--max-latency``), the effective frame rate, frames lost or dropped; the two halves of the median
+(capture to the picture unit leaving the encoder, and from there to tracks); the rate; and, for a
+source with ground truth, the live run's MOTA and the MOTA of the same encoding from the file (no
+pacing: every frame, NN part 1 on torch).
+
+    python benchmarks/bench_stream.py [--frames 100] [--qps 32] [--fps 7 10] [--transports pipe tcp]
+                                      [--overload-fps 25] [--sources ...] [--encode-args '--preset faster']
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from fcm_common.cli.support import print_table  # noqa: E402
 from fcm_common.coding import segments  # noqa: E402
+from fcm_common.core.threads import choose_threads  # noqa: E402
+from fcm_common.data.sources import open_source  # noqa: E402
+from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate  # noqa: E402
 from fcm_common.model.bundled import choose_network, load_network  # noqa: E402
 from fcm_common.streaming.transport import BREAK, TcpListener, read_stdin  # noqa: E402
 from fcm_decoder.stream_decoder import decode_units  # noqa: E402
@@ -74,10 +85,33 @@ class _ArrivalTimes:
             stop()
 
 
-def run(model, source: Path, fps: float, transport: str, frames: int, extra: list[str]) -> dict:
+def _mota(source: Path, rows, frames: int) -> float:
+    """MOTA (%) of ``rows`` on the source's first ``frames`` frames; NaN without ground truth."""
+    seq = open_source(source)
+    if seq.gt_path is None:
+        return float("nan")
+    result = evaluate([SequenceResult(seq.name, seq.gt_path, rows, seq.seqinfo_path, max_frame=frames)])
+    return 100 * float(result.iloc[0]["MOTA"])
+
+
+def file_mota(model, source: Path, qp: int, frames: int, extra: list[str]) -> float:
+    """MOTA (%) of the same encoding from the file: every frame, NN part 1 on torch, decoded whole."""
+    if open_source(source).gt_path is None:
+        return float("nan")
     exe = Path(sys.executable).parent / "fcm-encode"
-    args = [str(exe), str(source), "--realtime", "--fps", str(fps), "--frames", str(frames), *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread each: encoder and decoder share the cores
+    enc = subprocess.run([str(exe), str(source), "--qp", str(qp), "--frames", str(frames), *extra, "-o", "-"],
+                         capture_output=True, env=dict(os.environ))
+    if enc.returncode:
+        print(f"fcm-encode (file) failed: {enc.stderr.decode().strip()}", file=sys.stderr)
+        return float("nan")
+    report = decode_units([enc.stdout], model, torch.device("cpu"))
+    return _mota(source, report.tracker.rows, frames)
+
+
+def run(model, source: Path, qp: int, fps: float, transport: str, frames: int, extra: list[str]) -> dict:
+    exe = Path(sys.executable).parent / "fcm-encode"
+    args = [str(exe), str(source), "--realtime", "--fps", str(fps), "--qp", str(qp), "--frames", str(frames), *extra]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the threads the encoder picks
     if transport == "tcp":
         listener = TcpListener(f"tcp://127.0.0.1:{_free_port()}")
         host, port = listener.address
@@ -106,7 +140,9 @@ def run(model, source: Path, fps: float, transport: str, frames: int, extra: lis
     else:
         out = decode = np.asarray([float("nan")])
     return {
-        "source": source.name[:24], "fps": fps, "transport": transport, "frames": report.frames,
+        "source": source.name[:24], "qp": qp, "fps": fps, "transport": transport, "frames": report.frames,
+        "skipped": report.skipped, "effective_fps": report.effective_fps, "kbps": report.kbps,
+        "mota": _mota(source, report.tracker.rows, frames) if report.tracker else float("nan"),
         "lost": report.lost_frames, "dropped": "yes" if "dropped" in err else "no",
         "p50": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
         "p95": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
@@ -121,29 +157,42 @@ def run(model, source: Path, fps: float, transport: str, frames: int, extra: lis
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--qps", type=int, nargs="+", default=[32],
+                        help="the rate points: where advMSFC backbone keeps >= 90 %% of the uncompressed MOTA")
     parser.add_argument("--fps", type=float, nargs="+", default=[7.0, 10.0])
     parser.add_argument("--transports", nargs="+", default=["pipe", "tcp"], choices=["pipe", "tcp"])
     parser.add_argument("--sources", nargs="+", type=Path, default=[SAMPLE, CLIP])
+    parser.add_argument("--overload-fps", type=float, nargs="*", default=[25.0],
+                        help="the sample paced faster than the machine codes, through a pipe (none: no overload row)")
+    parser.add_argument("--no-mota", action="store_true", help="skip the MOTA columns (the file encodings)")
     parser.add_argument("--encode-args", default="", help="extra fcm-encode options, e.g. '--preset faster'")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # the decoder's share; the encoder process gets one thread too (OMP_NUM_THREADS)
+    threads = choose_threads(live=True)  # the decoder's share, as fcm-decode picks it for a live stream
+    if threads:
+        torch.set_num_threads(threads)
     model = load_network(choose_network(None), torch.device("cpu"))
-    rows = []
-    for source in args.sources:
+    extra = args.encode_args.split()
+    runs = [(source, qp, fps, transport) for source in args.sources for qp in args.qps for fps in args.fps
+            for transport in args.transports]
+    runs += [(SAMPLE, qp, fps, "pipe") for qp in args.qps for fps in args.overload_fps]
+    rows, reference = [], {}
+    for source, qp, fps, transport in runs:
         if not source.exists():
             print(f"skipped (not found): {source}", file=sys.stderr)
             continue
-        for fps in args.fps:
-            for transport in args.transports:
-                r = run(model, source, fps, transport, args.frames, args.encode_args.split())
-                if r["status"]:
-                    print(f"fcm-encode failed ({source.name}, {fps} fps, {transport}): {r['stderr'].strip()}",
-                          file=sys.stderr)
-                rows.append(r)
-                pace = "kept" if r["last_q"] <= r["first_q"] + 1000 / fps else "behind"
-                print(f"{source.name} {fps:g} fps {transport}: {r['frames']} frames, p50 {r['p50']:.0f} ms, "
-                      f"p95 {r['p95']:.0f} ms, max {r['max']:.0f} ms, quarters {r['first_q']:.0f} -> "
-                      f"{r['last_q']:.0f} ms ({pace})", file=sys.stderr, flush=True)
+        r = run(model, source, qp, fps, transport, args.frames, extra)
+        if r["status"]:
+            print(f"fcm-encode failed ({source.name}, QP {qp}, {fps} fps, {transport}): {r['stderr'].strip()}",
+                  file=sys.stderr)
+        if not args.no_mota and (source, qp) not in reference:
+            reference[source, qp] = file_mota(model, source, qp, args.frames, extra)
+        r["file_mota"] = reference.get((source, qp), float("nan"))
+        rows.append(r)
+        pace = "kept" if r["last_q"] <= r["first_q"] + 1000 / fps else "behind"
+        print(f"{source.name} QP {qp} {fps:g} fps {transport}: {r['frames']} frames, {r['skipped']} skipped, p50 "
+              f"{r['p50']:.0f} ms, p95 {r['p95']:.0f} ms, max {r['max']:.0f} ms, quarters {r['first_q']:.0f} -> "
+              f"{r['last_q']:.0f} ms ({pace}), MOTA {r['mota']:.1f} (file {r['file_mota']:.1f})",
+              file=sys.stderr, flush=True)
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -152,13 +201,16 @@ def main() -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print_table(
         f"make bench-stream, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, load average {load:.1f} at the end; latency = capture -> tracks (ms)",
-        ["source", "fps", "transport", "frames", "lost", "dropped", "p50", "p95", "max", "1st quarter", "last quarter",
-         "pace", "to unit out p50", "unit to tracks p50"],
-        [[r["source"], f"{r['fps']:g}", r["transport"], r["frames"], r["lost"], r["dropped"], f"{r['p50']:.0f}",
-          f"{r['p95']:.0f}", f"{r['max']:.0f}", f"{r['first_q']:.0f}", f"{r['last_q']:.0f}",
-          "kept" if r["last_q"] <= r["first_q"] + 1000 / r["fps"] else "behind", f"{r['encoder_p50']:.0f}",
-          f"{r['decoder_p50']:.0f}"] for r in rows],
+        f"torch {torch.__version__}, load average {load:.1f} at the end; latency = capture -> tracks (ms); "
+        f"{args.frames} source frames a run; encoder args: {args.encode_args or 'none'}",
+        ["source", "QP", "fps", "transport", "frames", "skipped", "effective fps", "lost", "dropped", "p50", "p95",
+         "max", "1st quarter", "last quarter", "pace", "to unit out p50", "unit to tracks p50", "kbps", "MOTA",
+         "MOTA file"],
+        [[r["source"], r["qp"], f"{r['fps']:g}", r["transport"], r["frames"], r["skipped"], f"{r['effective_fps']:.1f}",
+          r["lost"], r["dropped"], f"{r['p50']:.0f}", f"{r['p95']:.0f}", f"{r['max']:.0f}", f"{r['first_q']:.0f}",
+          f"{r['last_q']:.0f}", "kept" if r["last_q"] <= r["first_q"] + 1000 / r["fps"] else "behind",
+          f"{r['encoder_p50']:.0f}", f"{r['decoder_p50']:.0f}", f"{r['kbps']:.1f}", f"{r['mota']:.1f}",
+          f"{r['file_mota']:.1f}"] for r in rows],
     )
     return 0 if all(r["status"] == 0 for r in rows) else 1
 

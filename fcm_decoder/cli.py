@@ -17,6 +17,7 @@ from fcm_common.cli.support import (
     jde_cfg_option,
     open_network,
     print_table,
+    SkipStatus,
     progress,
     require_network,
     stderr_console,
@@ -27,6 +28,7 @@ from fcm_common.coding import segments
 from fcm_common.core.atomic import atomic_path, check_writable, refuse_overwriting_inputs
 from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
+from fcm_common.core.threads import torch_threads as threads_for
 from fcm_common.data.mot_format import FILE_ORIGIN, format_rows, write_rows
 from fcm_common.evaluation.mot_metrics import SequenceResult
 from fcm_common.model.splits import SPLITS
@@ -54,9 +56,12 @@ from fcm_decoder.stream_decoder import decode_units, percentiles
 @click.option("--buffer-mode", type=click.Choice(BUFFER_MODES), default="framework", show_default=True, help=BUFFER_HELP)
 @key_file_option("Take only a keyed stream made with this shared secret (fcm-encode --key-file): a unit whose MAC "
                  "it does not make, a replayed or moved one, or a stream without MACs is refused.")
+@click.option("--torch-threads", type=click.IntRange(min=1), help="Threads of NN part 2 (default: torch's, a thread per "
+              "core; for a stream on stdin or --listen half the cores, 1 to 4, as the encoder beside it may need the "
+              "rest; OMP_NUM_THREADS, when set, is kept).")
 @device_option
 def main(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_path, eval_mode, gt_layout, save_features,
-         decoder, codec_options, buffer_mode, stream_key, device):
+         decoder, codec_options, buffer_mode, stream_key, torch_threads, device):
     """Decode IN (an fcm bitstream file, or - for stdin), run JDE part 2 and the tracker, and write
     MOTChallenge tracks."""
     if (bitstream_path is None) == (listen is None):
@@ -71,6 +76,8 @@ def main(bitstream_path, listen, weights, jde_cfg, method_options, output, gt_pa
     elif bitstream_path.is_dir():
         raise FcmError(f"{bitstream_path} is a folder, not a bitstream")
     target = None if gt_path is None else prepare_ground_truth(gt_path, eval_mode, gt_layout)
+    # torch's threads for this command (restored when it ends)
+    click.get_current_context().with_resource(threads_for(listen is not None or str(bitstream_path) == "-", torch_threads))
     if listen is None and str(bitstream_path) != "-" and not bitstream_path.is_dir() and bitstream_path.is_file() \
             and not _segmented_file(bitstream_path):
         return _decode_file(bitstream_path, weights, jde_cfg, method_options, output, gt_path, target, save_features,
@@ -121,11 +128,19 @@ def _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, outpu
             out.flush()
         bar.advance(task, 1)
 
+    skips: list[SkipStatus] = []  # made at the first frame skipped by the encoder (the frame rate is known then)
+
+    def on_status(report):
+        if report.skipped and not skips:
+            skips.append(SkipStatus("decoding", bar, float(report.params.fps), who="decoder"))
+        if skips:
+            skips[0].update(report.frames, report.skipped)
+
     with progress() as bar:
         task = bar.add_task("decoding", total=None)
         report = decode_units(
             chunks, model, dev, decoder=decoder, buffer_mode=buffer_mode, keep_features=save_features is not None,
-            on_frame=on_frame, on_warning=warn, stream_key=stream_key,
+            on_frame=on_frame, on_warning=warn, on_status=on_status, stream_key=stream_key,
             check_params=lambda params: require_network(model, params, str(bitstream_path or listen)),
             **method_options, **codec_options,
         )
@@ -152,8 +167,10 @@ def _decode_live(bitstream_path, listen, weights, jde_cfg, method_options, outpu
     print_table("time per frame (s)", list(per_frame), [[v for v in per_frame.values()]], console=tables)
     if report.latencies:
         p50, p95, worst = percentiles(report.latencies)
-        print_table("latency, capture to tracks (ms; the encoder's and this clock)", ["frames", "p50", "p95", "max"],
-                    [[len(report.latencies), f"{p50 * 1000:.0f}", f"{p95 * 1000:.0f}", f"{worst * 1000:.0f}"]],
+        print_table("latency, capture to tracks (ms; the encoder's and this clock); frames the encoder skipped",
+                    ["frames", "p50", "p95", "max", "skipped", "source fps", "effective fps"],
+                    [[len(report.latencies), f"{p50 * 1000:.0f}", f"{p95 * 1000:.0f}", f"{worst * 1000:.0f}",
+                      report.skipped, f"{float(p.fps):g}", f"{report.effective_fps:.2f}"]],
                     console=tables)
     if target is not None:
         sequence = ground_truth_files(gt_path)[0]

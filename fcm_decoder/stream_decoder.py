@@ -73,6 +73,7 @@ class StreamReport:
     method: FeatureMethod | None = None
     total_bytes: int = 0
     frames: int = 0
+    skipped: int = 0  # frames the encoder skipped (it was behind a paced or live source): time without detections
     segments: int = 0
     first_frame: int | None = None  # 1-based number of the first frame tracked
     complete: bool = False  # the stream-end unit arrived
@@ -91,7 +92,14 @@ class StreamReport:
 
     @property
     def kbps(self) -> float:
-        return kbps(self.total_bytes, max(self.frames, 1), float(self.params.fps)) if self.params else 0.0
+        return kbps(self.total_bytes, max(self.frames + self.skipped, 1), float(self.params.fps)) if self.params else 0.0
+
+    @property
+    def effective_fps(self) -> float:
+        """Frames decoded per second of the source (its frame rate, less the frames the encoder skipped)."""
+        if self.params is None:
+            return 0.0
+        return float(self.params.fps) * self.frames / max(self.frames + self.skipped, 1)
 
     @property
     def ok(self) -> bool:
@@ -372,6 +380,7 @@ def decode_units(
     on_start: Callable[[bitstream.StreamHeader, FeatureMethod], None] | None = None,
     check_params: Callable[[bitstream.StreamHeader], None] | None = None,
     stream_key: bytes | None = None,
+    on_status: Callable[[StreamReport], None] | None = None,
     **options,
 ) -> StreamReport:
     """Decode and track a version-3 stream given as byte pieces (see the module docstring).
@@ -380,7 +389,8 @@ def decode_units(
     streams). ``on_frame(rows, frame_number, latency)`` is called after each frame (its tracks, its 1-based
     number in the source, seconds since its capture or None); ``on_warning(text)`` for each loss and refusal;
     ``on_start(params, method)`` once the first segment is set up (the network checked);
-    ``check_params(params)`` first, with the first segment's parameters (a command's own checks).
+    ``check_params(params)`` first, with the first segment's parameters (a command's own checks);
+    ``on_status(report)`` after each frame (its counts so far: frames, frames the encoder skipped).
     """
     report = StreamReport()
     warn = on_warning or (lambda text: None)
@@ -441,6 +451,7 @@ def decode_units(
                 box = Letterbox(p.orig_width, p.orig_height, p.input_width, p.input_height)
                 digest = segments.segment_hash(header)
                 index = 0
+                position = header.first_frame  # 0-based, in the source: frames skipped by the encoder count
                 damaged = None
                 frames = job.decoder.frames()
                 try:
@@ -450,7 +461,11 @@ def decode_units(
                         if frame is None:
                             break
                         record = job.records[index]
-                        check_decoded_frame(frame, p.sample_bits, header.first_frame + index)
+                        if record.skipped:  # the encoder skipped these frames of the source: time passes
+                            tracker.skip(record.skipped)
+                            report.skipped += record.skipped
+                            position += record.skipped
+                        check_decoded_frame(frame, p.sample_bits, position)
                         segments.hash_range(digest, record)
                         bitstream.hash_frame(digest, frame)
                         lo_hi = record.range if p.per_frame_range else p.ranges[0]
@@ -460,7 +475,7 @@ def decode_units(
                             features = method.restore(coded, p.fused_channels)
                             rows = model.forward_part2(features, p.split)
                         if not bool(torch.isfinite(rows).all()):
-                            raise FcmError(f"frame {header.first_frame + index + 1}: the network output is not "
+                            raise FcmError(f"frame {position + 1}: the network output is not "
                                            "finite (the segment's quantisation ranges or its payload are damaged)")
                         if keep_features:
                             report.features.append([f[0].float().cpu().numpy() for f in features])
@@ -471,13 +486,16 @@ def decode_units(
                             report.latencies.append(latency)
                         report.frames += 1
                         index += 1
+                        position += 1
                         if on_frame:
                             on_frame(tracker.last_rows, tracker.frame_number - 1, latency)
+                        if on_status:
+                            on_status(report)
                 except CodecError as exc:
                     damaged = str(exc)
                     job.lose(damaged)
                 job.done.wait()
-                expected = header.first_frame + index
+                expected = position
                 if damaged or job.cut:
                     pending_loss = (expected, f"segment {header.index} {damaged or job.cut}")
                 elif bitstream.digest16(digest) != job.recon_hash:

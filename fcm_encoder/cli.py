@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from fcm_common.cli.support import (
     jde_cfg_option,
     open_network,
     print_table,
+    SkipStatus,
     progress,
     size_type,
     stage_progress,
@@ -27,9 +29,17 @@ from fcm_common.coding.quantization import RangeSpec
 from fcm_common.core.atomic import check_writable, refuse_overwriting_inputs
 from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
+from fcm_common.core.threads import torch_threads as threads_for
 from fcm_common.data.sources import is_live_input, open_live_source, open_source
 from fcm_common.streaming.transport import is_live_target, open_sink, parse_tcp
 from fcm_encoder.encoder import EncodeSettings, encode_stream
+from fcm_encoder.live import DEFAULT_MAX_LATENCY, LIVE_PRESET
+
+
+def _finite(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", param_hint=f"'{name}'")
+    return value
 
 
 @click.command(name="fcm-encode", cls=FcmCommand)
@@ -61,9 +71,21 @@ from fcm_encoder.encoder import EncodeSettings, encode_stream
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Inner encoder threads (0: automatic: up to 8; none beside the coding one for a live or paced source).")
 @key_file_option("A keyed stream: every unit carries a MAC (HMAC-SHA256) over its bytes and its place, made "
                  "with this shared secret; a decoder takes it only with the same key file (fcm-decode --key-file).")
+@click.option("--torch-threads", type=click.IntRange(min=1), help="Threads of NN part 1 (default: torch's, a thread per "
+              "core; for a live or paced source half the cores, 1 to 4, as the decoder beside it may need the rest; "
+              "OMP_NUM_THREADS, when set, is kept).")
+@click.option("--max-latency", type=click.FloatRange(min=0, max=3600), default=DEFAULT_MAX_LATENCY, show_default=True,
+              metavar="SECONDS", callback=lambda ctx, param, value: _finite(value, "--max-latency"), help="A live or paced source: when the encoder falls behind, whole frames are skipped "
+              "before NN part 1 so that a frame leaves the encoder within SECONDS of its capture (and none waits when "
+              "the encoder is slower than the source); skipped frames keep their numbers. 0: never skip. A file "
+              "that is not paced never skips.")
+@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="What runs NN part 1: auto is onnxruntime for a live or paced source on the CPU (about 2.4 times "
+              "faster at one thread, features within 1.2e-5 of torch's), torch otherwise.")
 @device_option
 def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg, output, max_frames, fps, size, realtime,
-         intra_period, segment, range_text, bit_depth, batch_size, threads, stream_key, device):
+         intra_period, segment, range_text, bit_depth, batch_size, threads, stream_key, torch_threads, max_latency, engine,
+         device):
     """Encode the JDE features of INPUT: a video, a MOTChallenge sequence folder, an image folder, a camera
     (/dev/videoN), a URL (rtsp://, http://, udp://, ...) or - (raw rgb24 frames on stdin, with --size and --fps)."""
     if output is not None and output.startswith("tcp://"):
@@ -77,14 +99,22 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
             raise FcmError("--size is for raw frames on stdin (INPUT -) and cameras")
         source = open_source(input_path, fps=fps, max_frames=max_frames)
     source.realtime = realtime
+    timed = source.live or realtime  # frames at the source's pace: threads for sharing the machine, skipping
+    # torch's threads for this command (restored when it ends)
+    torch_threads = click.get_current_context().with_resource(threads_for(timed, torch_threads))
     live_output = is_live_target(output)
     check_method(method, **method_options)
     inner = codec.codec  # a missing VTM fails here, before time is spent on JDE
     inner.check_qp(qp)
     params = codec.params
-    if live_output and inner.name == "vvenc" and \
-            click.get_current_context().get_parameter_source("gop") in (None, ParameterSource.DEFAULT):
+    given = click.get_current_context().get_parameter_source
+    if live_output and inner.name == "vvenc" and given("gop") in (None, ParameterSource.DEFAULT):
         params["gop"] = "ll"  # a live stream: no picture waits for its GOP (--gop ld to have the GOP of 8)
+    if timed and inner.name == "vvenc" and given("preset") in (None, ParameterSource.DEFAULT):
+        # a paced or live source: VVenC's faster preset keeps pace where medium did not (one thread, the
+        # sample at QP 12..22), and starts each segment 10 times sooner, for 2 to 9 % more rate at a QP
+        # (docs/live.md, benchmarks/bench_live_codec.py); --preset medium to have medium
+        params["preset"] = LIVE_PRESET
     dev = resolve_device(device)
     model = open_network(weights, jde_cfg, dev)
     feature_method = method_for_encoding(method, split, qp, model.weights_id, dev, **method_options)
@@ -96,7 +126,8 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
         spec = RangeSpec.parse("frame")
     settings = EncodeSettings(
         split=split, qp=qp, codec=inner, intra_period=intra_period, range_spec=spec, segment=segment,
-        sample_bits=int(bit_depth), batch_size=batch_size, threads=threads, stream_key=stream_key, **params,
+        sample_bits=int(bit_depth), batch_size=batch_size, threads=threads, stream_key=stream_key,
+        max_latency=max_latency, engine=engine, **params,
     )
     output = output or f"{source.name}_{method}_{split.name}_qp{qp}.bin"
     if not live_output:
@@ -108,7 +139,9 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
     sink = open_sink(output, on_event=warn)
     try:
         with progress() as bar:
-            report = encode_stream(source, model, feature_method, settings, dev, sink, stage_progress(bar))
+            status = SkipStatus("encoding", bar, source.fps, max_latency)
+            report = encode_stream(source, model, feature_method, settings, dev, sink, stage_progress(bar),
+                                   on_status=lambda live: status.update(live.taken, live.skipped))
         sink.close()
     except BaseException:
         sink.abort()
@@ -116,7 +149,9 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
 
     per_frame = {k: v / report.frames for k, v in report.seconds.items()}
     print_table(
-        f"fcm-encode {source.name}: {method}/{split.name}, {inner.name} QP {qp} ({settings.gop})\nnetwork: {model.network_name}"
+        f"fcm-encode {source.name}: {method}/{split.name}, {inner.name} QP {qp} ({settings.gop}"
+        + (f", preset {settings.preset})" if inner.name == "vvenc" else ")") + f"\nnetwork: {model.network_name}"
+        + f" (NN part 1: {report.engine}, {torch_threads} thread{'s' if torch_threads > 1 else ''})"
         + feature_method.describe_model(),
         ["frames", "bytes", "header", "kbps", "segments", "coded frame", "channels", "output"],
         [[report.frames, report.total_bytes, report.header_bytes, report.kbps, report.segments,
@@ -124,6 +159,12 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
         console=tables,
     )
     print_table("time per frame (s)", list(per_frame), [[v for v in per_frame.values()]], console=tables)
+    if timed:
+        bound = f"under {max_latency:g} s" if max_latency else "unbounded: --max-latency 0, none skipped"
+        print_table(f"paced source: frames skipped to keep the latency {bound}",
+                    ["source frames", "coded", "skipped", "source fps", "effective fps"],
+                    [[report.source_frames, report.frames, report.skipped, f"{report.fps:g}",
+                      f"{report.effective_fps:.2f}"]], console=tables)
     if sink.dropped_frames or sink.dropped_segments:
         warn(f"the output could not keep up: {sink.dropped_frames} frames in {sink.dropped_segments} segments were "
              "dropped (whole segments, from the point the queue was full)")

@@ -39,8 +39,10 @@ from fcm_common.coding.segments import FrameRecord
 from fcm_common.core.errors import FcmError
 from fcm_common.core.timing import StageTimer
 from fcm_common.data.sources import FrameSource, SourceError
-from fcm_common.model.preprocess import network_inputs
+from fcm_common.model.onnx_part1 import part1_runner
+from fcm_common.model.preprocess import batched, network_inputs, preprocess
 from fcm_common.model.splits import SplitPoint, get_split
+from fcm_encoder.live import LiveFrames, SkipPolicy
 
 MID_LEVEL = 512  # fill level of per-frame ranges, which have no single zero level: unused tiles are mid-grey
 
@@ -61,6 +63,10 @@ class EncodeSettings:
     threads: int = 0
     segment: int | None = None  # frames per segment (at most the intra period); None: the intra period
     stream_key: bytes | None = field(default=None, repr=False)  # a keyed stream: every unit carries a MAC
+    # a paced or live source: frames are skipped to keep this bound (seconds); 0: never. fcm-encode's default is
+    # DEFAULT_MAX_LATENCY; the library's is 0, as before skipping existed
+    max_latency: float = 0.0
+    engine: str = "torch"  # NN part 1: torch, onnxruntime, or auto (onnxruntime for a paced or live source on a CPU)
 
     def __post_init__(self) -> None:
         self.split = get_split(self.split)
@@ -94,10 +100,22 @@ class EncodeReport:
     chunked: bool = False
     segments: int = 0
     sink: object | None = None  # the StreamSink written to (its drop count, for live outputs)
+    skipped: int = 0  # frames of a paced or live source skipped because the encoder was behind
+    engine: str = "torch"  # what ran NN part 1
+
+    @property
+    def source_frames(self) -> int:
+        """Frames of the source the stream covers: those coded and those skipped between them."""
+        return self.frames + self.skipped
+
+    @property
+    def effective_fps(self) -> float:
+        """Frames coded per second of the source."""
+        return self.fps * self.frames / max(self.source_frames, 1)
 
     @property
     def kbps(self) -> float:
-        return kbps(self.total_bytes, self.frames, self.fps)
+        return kbps(self.total_bytes, self.source_frames, self.fps)
 
 
 ProgressFn = Callable[[str, int, int], None]  # (stage description, done increment, total)
@@ -123,21 +141,41 @@ class FramePlan:
 
 
 class _Pass:
-    """One pass of NN part 1 and the method over the source, batch by batch."""
+    """One pass of NN part 1 and the method over the source, batch by batch. ``stamps`` receives, in
+    order, each frame's position in the source and its capture time as the frame enters NN part 1."""
 
-    def __init__(self, source: FrameSource, model, method: FeatureMethod, settings: EncodeSettings, device, timer: StageTimer):
+    def __init__(self, source: FrameSource, model, method: FeatureMethod, settings: EncodeSettings, device, timer: StageTimer,
+                 live: LiveFrames | None = None, part1: Callable | None = None):
         self.source, self.model, self.method, self.settings, self.device, self.timer = source, model, method, settings, device, timer
+        self.live = live  # a paced or live source whose frames may be skipped
+        self.part1 = part1 or (lambda x: model.forward_part1(x, settings.split))
+        self.stamps: collections.deque[tuple[int, float]] = collections.deque()
+
+    def _inputs(self):
+        """(batch, letterbox geometries, stamps)."""
+        model, size = self.model, self.settings.batch_size
+        if self.live is not None:  # frames read and skipped in LiveFrames' thread, letterboxed here (skipped: never)
+            for frames in batched(self.live, size):
+                pairs = [preprocess(f.load(), model.input_width, model.input_height) for f in frames]
+                yield torch.stack([p[0] for p in pairs]), [p[1] for p in pairs], [(f.index, f.capture_time) for f in frames]
+            return
+        # frames read and letterboxed one batch ahead in a thread of their own (image decoding and resizing
+        # overlap the network); their capture times are appended to the source's as they are read
+        times = self.source.capture_times
+        count = 0
+        for batch, boxes in _read_ahead(network_inputs(self.source, model.input_width, model.input_height, size)):
+            stamps = [(count + b, times.popleft() if times else time.time()) for b in range(len(boxes))]
+            count += len(boxes)
+            yield batch, boxes, stamps
 
     def __iter__(self):
-        """(coded tensors of a batch (B, k, H, W) each, their letterbox geometry). Frames are read and
-        letterboxed one batch ahead in a thread of their own (image decoding and resizing overlap the
-        network)."""
-        model = self.model
+        """(coded tensors of a batch (B, k, H, W) each, their letterbox geometry)."""
         self.source.capture_times.clear()
-        inputs = network_inputs(self.source, model.input_width, model.input_height, self.settings.batch_size)
-        for batch, boxes in _read_ahead(inputs):
+        self.stamps.clear()
+        for batch, boxes, stamps in self._inputs():
+            self.stamps.extend(stamps)
             with self.timer.stage("nn_part1"):
-                feats = model.forward_part1(batch.to(self.device), self.settings.split)
+                feats = self.part1(batch.to(self.device))
                 coded = self.method.reduce(feats)
             yield coded, boxes
 
@@ -178,11 +216,35 @@ def _read_ahead(items, depth: int = 2):
             close()
 
 
-def warm_up(model, method: FeatureMethod, settings: EncodeSettings, device: torch.device) -> None:
+def warm_up(model, method: FeatureMethod, settings: EncodeSettings, device: torch.device, part1: Callable | None = None) -> None:
     """NN part 1 and the method once on a blank input (a live source's first frames then run at speed)."""
     blank = torch.zeros(settings.batch_size, 3, model.input_height, model.input_width, device=device)
     with torch.inference_mode():
-        method.reduce(model.forward_part1(blank, settings.split))
+        method.reduce(part1(blank) if part1 else model.forward_part1(blank, settings.split))
+
+
+def choose_part1(model, settings: EncodeSettings, device: torch.device, paced: bool) -> tuple[str, Callable | None]:
+    """(engine name, NN part 1 as ``x -> split tensors``, None: the model's torch forward_part1).
+
+    ``auto`` runs part 1 on onnxruntime for a paced or live source on a CPU (about 2.4 times faster
+    than torch eager at one thread, features within 1.2e-5: docs/live.md) and on torch otherwise, so
+    that a stored stream is the same bytes as before and as ``fcm-track``'s network computes."""
+    engine = settings.engine
+    if engine == "auto":
+        engine = "onnxruntime" if paced and device.type == "cpu" else "torch"
+        if engine == "onnxruntime":
+            run = part1_runner(model, settings.split, torch.get_num_threads())
+            return ("onnxruntime", run) if run is not None else ("torch", None)
+    if engine == "onnxruntime":
+        if device.type != "cpu":
+            raise FcmError("--engine onnxruntime runs NN part 1 on the CPU: use --device cpu")
+        run = part1_runner(model, settings.split, torch.get_num_threads())
+        if run is None:
+            raise FcmError("--engine onnxruntime: onnxruntime is not installed (pip install onnxruntime)")
+        return "onnxruntime", run
+    if engine != "torch":
+        raise FcmError(f"unknown NN part 1 engine '{engine}' (auto, torch or onnxruntime)")
+    return "torch", None
 
 
 def measure_range(reduced: _Pass, progress: ProgressFn | None = None) -> tuple[float, float]:
@@ -264,6 +326,9 @@ def encode_sequence(
     return sink.getvalue(), report
 
 
+StatusFn = Callable[[LiveFrames], None]  # called after each frame of a paced or live source
+
+
 def encode_stream(
     source: FrameSource,
     model,
@@ -272,6 +337,7 @@ def encode_stream(
     device: torch.device,
     sink,
     progress: ProgressFn | None = None,
+    on_status: StatusFn | None = None,
 ) -> EncodeReport:
     """Encode a frame source into ``sink`` (a :class:`~fcm_common.streaming.transport.StreamSink`), unit
     by unit, as the frames come: the file ``fcm-encode`` writes and a live stream are made here, alike.
@@ -280,24 +346,36 @@ def encode_stream(
     and writes it to the segment's inner encoder (which codes in a process of its own, so that the
     network works on frame n+1 while the codec codes frame n); a collector thread takes each picture
     the codec gives out and sends it as a picture unit, then closes each segment with its end unit
-    (the reconstruction hash: the segment decoded once more, as a decoder will)."""
+    (the reconstruction hash: the segment decoded once more, as a decoder will).
+
+    A paced or live source (``source.live`` or ``source.realtime``) is read through
+    :class:`~fcm_encoder.live.LiveFrames`: when the encoder falls behind, whole frames are skipped
+    before NN part 1 (``settings.max_latency``; 0: never), and the stream says how many before each
+    coded frame. ``on_status(live)`` is called after each of its frames (counts for a status line)."""
     paced = sink.live or source.live or source.realtime
+    timed = source.live or source.realtime  # frames come at the source's pace: they may be skipped
+    engine, part1 = choose_part1(model, settings, device, timed)
     if settings.threads == 0 and paced:
         # frames come at the source's pace: the codec waits most of the time, and a waiting worker pool
         # spins (a core lost to the network and the decoder beside it); one thread codes a picture in time
         settings = dataclasses.replace(settings, threads=NO_WORKER_THREADS)
     timer = StageTimer(device)
-    reduced = _Pass(source, model, method, settings, device, timer)
+    live = None
+    if timed and settings.max_latency > 0:
+        live = LiveFrames(source, SkipPolicy(settings.max_latency, 1.0 / source.fps))
+    reduced = _Pass(source, model, method, settings, device, timer, live, part1)
     plan = plan_frames(reduced, progress)
     frames_done = 0
+    next_index = 0  # the source position after the last frame coded
+    held = settings.codec.held_pictures(settings.gop)  # pictures the codec holds (None: it gives out groups)
     with tempfile.TemporaryDirectory(prefix="fcm-enc-") as tmp:
-        collector = _Collector(settings, plan, sink, Path(tmp), timer)
+        collector = _Collector(settings, plan, sink, Path(tmp), timer, live.policy if live else None)
         collector.start()
         if paced:
             # before the first frame is read: the first segment's codec starts while the network runs once
             # on a blank picture (its first run is the slowest), so the first frames are not late
             collector.prepare_next(source)
-            warm_up(model, method, settings, device)
+            warm_up(model, method, settings, device, part1)
         segment = None
         source_error = None
         try:
@@ -315,19 +393,29 @@ def encode_stream(
                 if item is None:
                     break
                 frame, lo_hi = item
-                capture = source.capture_times.popleft() if source.capture_times else time.time()
+                index, capture = reduced.stamps.popleft()
                 if segment is None or segment.frames == settings.segment_length:
                     if segment is not None:
                         segment.close()
-                    segment = collector.open_segment(source, model, method, settings, plan, frames_done, capture)
-                segment.write(frame, FrameRecord(capture, lo_hi if plan.fixed_range is None else None), timer)
+                    # a segment starts where the last one ended: frames skipped in between are its first frame's
+                    segment = collector.open_segment(source, model, method, settings, plan, next_index, capture,
+                                                     skips=live is not None)
+                skipped = index - next_index if live is not None else None
+                if live is not None and held is not None:
+                    # frames wait here, where they can be skipped, not inside the codec (a codec starting up or
+                    # slower than the source would otherwise hold a growing backlog no skip can reach)
+                    collector.wait_given_out(frames_done - max(held, 1))
+                segment.write(frame, FrameRecord(capture, lo_hi if plan.fixed_range is None else None, skipped), timer)
                 frames_done += 1
+                next_index = index + 1
+                if on_status is not None and live is not None:
+                    on_status(live)
                 if segment.frames == settings.segment_length - 1 and settings.segment_length > 1:
                     collector.prepare_next(source)
                 collector.check()
             if segment is not None:
                 segment.close()
-            collector.finish(frames_done)
+            collector.finish(next_index)
         except BaseException:
             collector.abort()
             raise
@@ -347,6 +435,8 @@ def encode_stream(
         seconds=dict(timer.seconds),
         segments=collector.segments,
         sink=sink,
+        skipped=next_index - frames_done,
+        engine=engine,
     )
 
 
@@ -356,11 +446,13 @@ class _Segment:
     def __init__(self, header: segments.SegmentHeader, encoder, collector: _Collector):
         self.header, self.encoder, self.collector = header, encoder, collector
         self.records: list[FrameRecord] = []
+        self.written: list[float] = []  # when each frame was given to the codec
         self.frames = 0
         self.closed = False
 
     def write(self, frame, record: FrameRecord, timer: StageTimer) -> None:
         self.records.append(record)  # before the frame: the collector reads it when the picture comes out
+        self.written.append(time.time())
         with timer.stage("encode"):
             self.encoder.write(frame)
         self.frames += 1
@@ -425,9 +517,11 @@ class _Collector(threading.Thread):
     """Sends each segment's units in order: its header, its pictures as the codec gives them out, its
     end with the reconstruction hash; the stream end after the last one."""
 
-    def __init__(self, settings: EncodeSettings, plan: FramePlan, sink, workdir: Path, timer: StageTimer):
+    def __init__(self, settings: EncodeSettings, plan: FramePlan, sink, workdir: Path, timer: StageTimer,
+                 policy: SkipPolicy | None = None):
         super().__init__(daemon=True, name="fcm-encode-collector")
         self.settings, self.plan, self.sink, self.workdir, self.timer = settings, plan, sink, workdir, timer
+        self.policy = policy  # told how long each frame took from the codec's input to its picture unit sent
         self.jobs: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.total_bytes = self.payload_bytes = 0
@@ -437,6 +531,8 @@ class _Collector(threading.Thread):
         self.spare = None  # the next segment's encoder, started ahead (its start-up overlaps this segment)
         self.aborted = False
         self.units = stream_key.UnitWriter(settings.stream_key)  # with a key: each unit sealed with its MAC
+        self.given_out = 0  # frames the codecs gave out (as pictures), all segments together
+        self.progress = threading.Condition()
 
         self.folders = 0
 
@@ -453,7 +549,8 @@ class _Collector(threading.Thread):
         if self.spare is None:
             self.spare = self._open_encoder(source)
 
-    def open_segment(self, source, model, method, settings, plan, first_frame: int, base_time: float) -> _Segment:
+    def open_segment(self, source, model, method, settings, plan, first_frame: int, base_time: float,
+                     skips: bool = False) -> _Segment:
         params = bitstream.StreamHeader(
             method=method.name, split=settings.split.name, codec=settings.codec.name, sample_bits=settings.sample_bits,
             qp=settings.qp, gop=settings.gop, intra_period=settings.segment_length, orig_width=source.width,
@@ -466,7 +563,7 @@ class _Collector(threading.Thread):
         )
         timestamps = self.sink.live or source.live or source.realtime  # a stored sequence: no times (same bytes every run)
         header = segments.SegmentHeader(self.segments, first_frame, params, base_time if timestamps else 0.0,
-                                        timestamps=timestamps, stream_id=self.units.stream_id)
+                                        timestamps=timestamps, stream_id=self.units.stream_id, skips=skips)
         self.segments += 1
         encoder, self.spare = self.spare, None
         if encoder is None:
@@ -523,14 +620,20 @@ class _Collector(threading.Thread):
             held, taken, sent = bytearray(), 0, 0  # held: a file's segment payload, sent as one unit
             for data, count in pictures:
                 taken += count
+                with self.progress:
+                    self.given_out += count
+                    self.progress.notify_all()
                 check.feed(data)
                 if self.sink.live:  # each picture as soon as it is coded; a file gets one unit per segment
                     self._picture(header, segment.records[sent:taken], data)
+                    self._sent(segment.written[sent:taken])
                     sent = taken
                 else:
                     held += data
             if not self.sink.live or sent < taken or not taken:
                 self._picture(header, segment.records[sent:taken], bytes(held))
+                if self.sink.live:
+                    self._sent(segment.written[sent:taken])
             with self.timer.stage("reconstruction_hash"):  # what is left of it: the last picture's
                 recon_hash = check.finish(taken)
         except BaseException:
@@ -539,10 +642,23 @@ class _Collector(threading.Thread):
         self._send(self.units.segment_end(header, taken, recon_hash))
         self.open.remove(segment)
 
+    def _sent(self, written: list[float]) -> None:
+        if self.policy is not None:
+            now = time.time()
+            for t in written:
+                self.policy.sent(now - t)
+
     def _picture(self, header, records, data: bytes) -> None:
         if header.per_frame_range:
             self.ranges.extend(r.range for r in records)
         self._send(self.units.picture(header, records, data), payload=len(data), frames=len(records))
+
+    def wait_given_out(self, frames: int) -> None:
+        """Wait until the codecs have given out ``frames`` frames (or the collector failed)."""
+        with self.progress:
+            while self.given_out < frames and self.error is None and self.is_alive():
+                self.progress.wait(0.1)
+        self.check()
 
     def check(self) -> None:
         """Raise the collector's error in the encoding thread."""

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -219,6 +220,41 @@ def _fmt(value: object) -> str:
             return "-"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
     return str(value)
+
+
+class SkipStatus:
+    """Frames a live encoder skipped, reported as they happen: on the progress bar's line (a
+    terminal), and on stderr at the first skip (a warning) and then at most every ``every`` seconds
+    while more are skipped (a ``status:`` line), so that a log shows them too."""
+
+    def __init__(self, stage: str, bar: Progress | None, fps: float, max_latency: float | None = None,
+                 who: str = "encoder", every: float = 10.0):
+        self.stage, self.bar, self.fps, self.max_latency, self.who, self.every = stage, bar, fps, max_latency, who, every
+        self.skipped = 0
+        self.last: float | None = None
+
+    def update(self, frames: int, skipped: int) -> None:
+        if skipped == self.skipped:
+            return
+        self.skipped = skipped
+        text = (f"{skipped} frame{'s' if skipped > 1 else ''} skipped, "
+                f"{self.fps * frames / max(frames + skipped, 1):.1f} of {self.fps:g} fps")
+        if self.bar is not None:
+            for task in self.bar.tasks:
+                if task.description.startswith(self.stage):
+                    self.bar.update(task.id, description=f"{self.stage} ({text})")
+        now = time.monotonic()
+        if self.last is None:
+            bound = f" to keep the latency under {self.max_latency:g} s (--max-latency)" if self.max_latency else ""
+            if self.who == "encoder":
+                warn(f"behind the source: whole frames are skipped{bound}; {text} so far")
+            else:
+                warn(f"the encoder is behind its source and skips frames (time passes for the tracker, rows keep "
+                     f"the source's frame numbers); {text} so far")
+            self.last = now
+        elif now - self.last >= self.every:
+            stderr_console.print(f"status: {text} so far", highlight=False, soft_wrap=True)
+            self.last = now
 
 
 def warn(message: str) -> None:

@@ -58,9 +58,11 @@ MAX_BODY = 1 << 30  # a body longer than this is a damaged length field, not a u
 FLAG_PER_FRAME_RANGE = 0x02
 FLAG_TIMESTAMPS = 0x04  # picture units carry capture times (live streams)
 FLAG_KEYED = 0x08  # every unit ends with a MAC; the segment header carries the stream identity
+FLAG_SKIPS = 0x10  # picture units may say how many source frames were skipped before each frame (paced and live sources)
 _FLAGS_AT = 19  # offset of the flags byte in a segment header's body
 STREAM_ID_BYTES = 16
 TAG_BYTES = 16  # a keyed unit's MAC: the first 16 bytes of its HMAC-SHA256
+MAX_SKIPPED = (1 << 24) - 1  # frames skipped before one frame (6 days at 30 fps): more is a damaged or forged unit
 
 
 def is_segmented(data: bytes) -> bool:
@@ -244,6 +246,7 @@ class SegmentHeader:
     base_time: float = 0.0  # capture time of its first frame (seconds since the epoch, the encoder's clock)
     timestamps: bool = False  # its picture units carry each frame's capture time
     stream_id: bytes | None = None  # a keyed stream's identity (random, one per encoder run); None: not keyed
+    skips: bool = False  # its picture units may carry, per frame, the source frames skipped before it
     body: bytes = field(default=b"", compare=False)  # as read or written (hashed into the reconstruction hash)
 
     @property
@@ -251,9 +254,9 @@ class SegmentHeader:
         return self.params.per_frame_range
 
 
-def _pack_params(p: StreamHeader, timestamps: bool = False, keyed: bool = False) -> bytes:
+def _pack_params(p: StreamHeader, timestamps: bool = False, keyed: bool = False, skips: bool = False) -> bytes:
     flags = ((FLAG_PER_FRAME_RANGE if p.per_frame_range else 0) | (FLAG_TIMESTAMPS if timestamps else 0)
-             | (FLAG_KEYED if keyed else 0))
+             | (FLAG_KEYED if keyed else 0) | (FLAG_SKIPS if skips else 0))
     out = bytearray(struct.pack(
         ">BBBBbBH", METHODS[p.method].code, SPLIT_CODES[p.split], CODECS[p.codec].code, flags, p.qp,
         GOPS.index(p.gop), p.intra_period))
@@ -275,7 +278,8 @@ def segment_body(header: SegmentHeader) -> bytes:
     check_params(header.params)
     keyed = header.stream_id is not None
     header.body = (struct.pack(">IId", header.index, header.first_frame, header.base_time)
-                   + _pack_params(header.params, header.timestamps, keyed) + (header.stream_id if keyed else b""))
+                   + _pack_params(header.params, header.timestamps, keyed, header.skips)
+                   + (header.stream_id if keyed else b""))
     return header.body
 
 
@@ -328,7 +332,7 @@ def parse_segment(body: bytes) -> SegmentHeader:
     (ntensors,) = r.take(">B")
     records = [r.take(">BHHHHHHH") for _ in range(ntensors)]
     (fill,) = r.take(">H")
-    if flags & ~(FLAG_PER_FRAME_RANGE | FLAG_TIMESTAMPS | FLAG_KEYED):
+    if flags & ~(FLAG_PER_FRAME_RANGE | FLAG_TIMESTAMPS | FLAG_KEYED | FLAG_SKIPS):
         raise BitstreamError(f"segment header: unknown flags 0x{flags:02x}")
     per_frame = bool(flags & FLAG_PER_FRAME_RANGE)
     ranges = [] if per_frame else [tuple(float(v) for v in r.take(">ff"))]
@@ -353,31 +357,38 @@ def parse_segment(body: bytes) -> SegmentHeader:
         model_id=model_id, per_frame_range=per_frame,
     )
     check_params(params)
-    return SegmentHeader(index, first, params, base_time, bool(flags & FLAG_TIMESTAMPS), stream_id, body)
+    return SegmentHeader(index, first, params, base_time, bool(flags & FLAG_TIMESTAMPS), stream_id,
+                         bool(flags & FLAG_SKIPS), body)
 
 
 # ---------------------------------------------------------------------------- picture and ends
 @dataclass
 class FrameRecord:
     """What a picture unit says about one frame: when it was captured (seconds since the epoch, the
-    encoder's clock) and, with per-frame ranges, its quantisation range."""
+    encoder's clock), with per-frame ranges its quantisation range and, in a segment with the skips
+    flag, how many frames of the source the encoder skipped just before it (None without the flag)."""
 
     capture_time: float
     range: tuple[float, float] | None = None
+    skipped: int | None = None
 
 
 def picture_unit(header: SegmentHeader, records: list[FrameRecord], payload: bytes) -> bytes:
     """A picture unit: the frames it completes (capture time in ms after the segment's base time, when
-    the segment has timestamps; per-frame ranges), then the inner codec's bytes."""
+    the segment has timestamps; the frames skipped before each, when the segment has the skips flag
+    and one of them follows a skip; per-frame ranges), then the inner codec's bytes."""
     return inner_unit(PICTURE, picture_body(header, records, payload))
 
 
 def picture_body(header: SegmentHeader, records: list[FrameRecord], payload: bytes) -> bytes:
     per_frame_range = header.per_frame_range
-    body = bytearray(varint(len(records)))
+    skips = header.skips and any(rec.skipped for rec in records)
+    body = bytearray(varint(2 * len(records) + skips if header.skips else len(records)))
     for rec in records:
         if header.timestamps:
             body += varint(max(0, round((rec.capture_time - header.base_time) * 1000)))
+        if skips:
+            body += varint(rec.skipped)
         if per_frame_range:
             body += struct.pack(">ff", *rec.range)
     return bytes(body) + payload
@@ -392,6 +403,9 @@ class Picture:
 def parse_picture(body: bytes, header: SegmentHeader) -> Picture:
     try:
         n, pos = _read_varint(body, 0)
+        skips = False
+        if header.skips and n is not None:
+            n, skips = n >> 1, bool(n & 1)
         records = []
         for _ in range(n if n is not None else 0):
             time_ = 0.0
@@ -400,6 +414,16 @@ def parse_picture(body: bytes, header: SegmentHeader) -> Picture:
                 if ms is None:
                     raise ValueError
                 time_ = header.base_time + ms / 1000
+            skipped = None
+            if header.skips:
+                skipped = 0
+                if skips:
+                    skipped, pos = _read_varint(body, pos)
+                    if skipped is None:
+                        raise ValueError
+                    if skipped > MAX_SKIPPED:
+                        raise BitstreamError(f"picture unit: {skipped} frames skipped before one frame (at most "
+                                             f"{MAX_SKIPPED})")
             rng = None
             if header.per_frame_range:
                 if pos + 8 > len(body):
@@ -407,7 +431,7 @@ def parse_picture(body: bytes, header: SegmentHeader) -> Picture:
                 rng = tuple(float(v) for v in struct.unpack_from(">ff", body, pos))
                 check_range(*rng, len(records))
                 pos += 8
-            records.append(FrameRecord(time_, rng))
+            records.append(FrameRecord(time_, rng, skipped))
     except BitstreamError:
         raise
     except ValueError:
@@ -457,8 +481,12 @@ def segment_hash(header: SegmentHeader):
 
 
 def hash_range(digest, record: FrameRecord) -> None:
+    """What a picture unit says of a frame, into its segment's hash: its range (per-frame ranges) and,
+    with the skips flag, the frames skipped before it (both change the tracks)."""
     if record.range is not None:
         digest.update(struct.pack(">ff", *record.range))
+    if record.skipped is not None:
+        digest.update(struct.pack(">I", record.skipped))
 
 
 def check_range(lo: float, hi: float, frame: int) -> None:
@@ -476,6 +504,7 @@ def summarize(data: bytes) -> StreamHeader:
     events = reader.feed(data) + reader.end()
     first: SegmentHeader | None = None
     frames = payload = segments = 0
+    position = 0  # frames of the source covered: the frames coded and those skipped before them
     ranges: list[tuple[float, float]] = []
     current: SegmentHeader | None = None
     in_segment = 0
@@ -496,9 +525,10 @@ def summarize(data: bytes) -> StreamHeader:
             if current is not None:
                 raise BitstreamError(f"segment {current.index} has no end unit")
             current = parse_segment(event.body)
-            if current.first_frame != frames or current.index != segments:
+            if current.first_frame != position or current.index != segments:
                 raise BitstreamError(f"segment {current.index} starts at frame {current.first_frame}, expected "
-                                     f"segment {segments} at frame {frames}")
+                                     f"segment {segments} at frame {position}")
+            skipped = 0
             first = first or current
             segments += 1
             in_segment = 0
@@ -511,6 +541,7 @@ def summarize(data: bytes) -> StreamHeader:
         elif event.kind == PICTURE:
             picture = parse_picture(event.body, current)
             in_segment += len(picture.records)
+            skipped += sum(r.skipped or 0 for r in picture.records)
             payload += len(picture.payload)
             if current.per_frame_range:
                 ranges.extend(r.range for r in picture.records)
@@ -519,14 +550,15 @@ def summarize(data: bytes) -> StreamHeader:
             if index != current.index or count != in_segment:
                 raise BitstreamError(f"segment {current.index}: its end unit does not match its pictures")
             frames += count
+            position += count + skipped
             current = None
     if first is None:
         raise BitstreamError("not an fcm bitstream (no segment)")
     if current is not None or ended is None:
         raise BitstreamError("truncated bitstream: the stream end unit is missing")
-    if ended != (frames, segments):
+    if ended != (position, segments):
         raise BitstreamError(f"the stream end says {ended[0]} frames in {ended[1]} segments, the stream has "
-                             f"{frames} in {segments}")
+                             f"{position} in {segments}")
     summary = replace(first.params, num_frames=frames, ranges=ranges if first.per_frame_range else first.params.ranges,
                       payload_length=payload)
     summary.header_size = len(data) - payload

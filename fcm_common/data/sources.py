@@ -35,6 +35,55 @@ class SourceError(FcmError, ValueError):
     """An input that cannot be read as frames."""
 
 
+class _Pace:
+    """Capture times. A file paced at its frame rate (``realtime``): frame i is due i / fps seconds
+    after frame 0 (waited for). A live source: the time a frame arrives, but never less than one frame
+    interval after the last frame's (waited for): a producer faster than its frame rate (a file behind
+    a URL, ffmpeg without -re on stdin) is read at that rate, as a camera would deliver it. A file read
+    as fast as it can be: the time it is read."""
+
+    def __init__(self, fps: float | None, live: bool = False):
+        self.fps, self.live, self.start = fps, live, None
+
+    def stamp(self, index: int) -> float:
+        now = time.time()
+        if self.fps is None:
+            return now
+        if self.start is None:
+            self.start = now
+            return now
+        due = self.start + index / self.fps
+        if self.live and due < now:  # late (or slower than its rate): the schedule restarts at this frame
+            self.start = now - index / self.fps
+            return now
+        if due > now:
+            time.sleep(due - now)
+        return due
+
+
+@dataclass
+class TimedFrame:
+    """A frame of :meth:`FrameSource.timed_frames`: its 0-based position in the source (from its first
+    frame on), when it was captured (seconds since the epoch), its pixels, or the image file to read."""
+
+    index: int
+    capture_time: float
+    pixels: np.ndarray | None = None
+    path: Path | None = None
+    size: tuple[int, int] | None = None  # (width, height) every image must have
+
+    def load(self) -> np.ndarray:
+        if self.pixels is None:
+            image = read_image(self.path)
+            if self.size is not None and image.shape[:2] != (self.size[1], self.size[0]):
+                raise SourceError(
+                    f"{self.path}: the image is {image.shape[1]}x{image.shape[0]}, the sequence's first is "
+                    f"{self.size[0]}x{self.size[1]} (all frames of a sequence must have one size)"
+                )
+            self.pixels = image
+        return self.pixels
+
+
 @dataclass
 class FrameSource:
     """A sequence of frames and what is known about it."""
@@ -67,20 +116,30 @@ class FrameSource:
 
     def frames(self) -> Iterator[np.ndarray]:
         """RGB uint8 frames, in order; each frame's capture time is appended to ``capture_times`` as it
-        is yielded (with ``realtime``, frame i is not yielded before i / fps seconds after the first)."""
-        start = None
+        is yielded (with ``realtime``, frame i is not yielded before i / fps seconds after the first; a
+        live source's frames come at most at its frame rate: :class:`_Pace`)."""
+        clock = self._clock()
         for index, frame in enumerate(self._frames()):
-            if self.realtime:
-                if start is None:
-                    start = time.time()
-                due = start + index / self.fps
-                delay = due - time.time()
-                if delay > 0:
-                    time.sleep(delay)
-                self.capture_times.append(due)
-            else:
-                self.capture_times.append(time.time())
+            self.capture_times.append(clock.stamp(index))
             yield frame
+
+    def _clock(self) -> _Pace:
+        return _Pace(self.fps if self.realtime or self.live else None, live=self.live and not self.realtime)
+
+    def timed_frames(self) -> Iterator[TimedFrame]:
+        """Each frame as it becomes available (with ``realtime``, frame i at i / fps seconds after the
+        first; a live source as it delivers them, at most at its frame rate): its 0-based position, its capture time and how to
+        get its pixels. The images of a folder are read only when :meth:`TimedFrame.load` is called, so
+        that a frame a live encoder skips costs nothing; a video or live source is decoded as it comes
+        (it has to be read to get past it). ``capture_times`` is not used."""
+        clock = self._clock()
+        if self.live or self.kind == "video":
+            for index, frame in enumerate(self._frames()):
+                yield TimedFrame(index, clock.stamp(index), frame)
+            return
+        files = self.image_files[self.first - 1:self.first - 1 + self.length]
+        for index, path in enumerate(files):
+            yield TimedFrame(index, clock.stamp(index), None, path, (self.width, self.height))
 
     def _frames(self) -> Iterator[np.ndarray]:
         if self.live:

@@ -51,6 +51,13 @@ class SequenceTracker:
         self.frame_number += 1
         return dets
 
+    def skip(self, frames: int) -> None:
+        """``frames`` frames of the source a live encoder skipped (it was behind): time passes for the
+        tracker (:meth:`JDETracker.skip`: motion predicted over the gap, no track lost for want of a
+        detection) and the next frame keeps its number in the source."""
+        self.tracker.skip(frames)
+        self.frame_number += frames
+
     def gap(self, frames: int, embedding_dim: int = 512) -> None:
         """``frames`` frames of the source that never arrived (a lost segment of a live stream): time
         passes for the tracker (its tracks are predicted on and may be lost), nothing is detected."""

@@ -303,6 +303,23 @@ class JDETracker:
 
         return self._output()
 
+    def skip(self, frames: int) -> None:
+        """``frames`` frames of the source that were never seen (a live encoder skipped them): time
+        passes (the frame counter, the Kalman prediction of tracked and lost tracks, one step a frame,
+        as ``update`` predicts them; lost tracks age) but no track is lost, confirmed or removed for
+        want of a detection: the next frame associates as if these frames had not existed, with the
+        motion of the whole gap. (A frame without detections would remove every track born on the
+        frame before and mark the others lost: a stream that skips every other frame would then
+        confirm no new track.) Not in the reference tracker, which sees every frame."""
+        if frames <= 0:
+            return
+        pool = _join([t for t in self.tracked if t.is_activated], self.lost)
+        # at most the track buffer's length in steps: a long gap stays cheap, and a track unmatched after it
+        # is past the buffer anyway
+        for _ in range(min(frames, self.max_time_lost + 1)):
+            self._predict(pool)
+        self.frame_id += frames
+
     def _apply_matches(self, matches, tracks, dets, frame, activated, refound) -> None:
         """A matched tracked track is updated; a matched lost one is re-found with its old id."""
         for it, idet in matches:

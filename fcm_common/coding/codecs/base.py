@@ -251,6 +251,12 @@ class InnerCodec(ABC):
     # segments a stream may code at once (codecs that give out a segment only at its end, e.g. VTM's jobs)
     parallel_segments: int = 1
 
+    def held_pictures(self, gop: str) -> int | None:
+        """How many pictures the encoder holds before it gives one out, with GOP structure ``gop``, or
+        None when it gives pictures out only in groups or at the segment's end (a live encoder keeps
+        no more than these in the codec, so that frames wait where they can be skipped)."""
+        return None
+
     def check_qp(self, qp: int) -> None:
         """Refuse a QP this codec cannot take (before any work is done)."""
         lo, hi = self.qp_range

@@ -115,6 +115,9 @@ class LosslessCodec(InnerCodec):
     code = 0
     float_samples = True
 
+    def held_pictures(self, gop: str) -> int | None:
+        return 0  # each frame out as soon as it is compressed
+
     def open_encoder(self, width: int, height: int, params: CodecParams, workdir: Path) -> FrameEncoder:
         self.check_size(width, height, params.sample_bits)
         return _ZlibEncoder(width, height, params.sample_bits)

@@ -282,6 +282,9 @@ class VVencCodec(InnerCodec):
     code = 1
     family = "vvc"
     decoder = "ffmpeg"
+
+    def held_pictures(self, gop: str) -> int | None:
+        return 1 if gop == "ll" else None  # ll: out when the next one comes; ld, ra: a GOP of pictures at once
     qp_range = (0, 63)  # libvvenc through ffmpeg takes no negative QP
     options = (
         cli_option("--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True,
