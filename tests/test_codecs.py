@@ -25,6 +25,24 @@ def round_trip(codec, frames, tmp_path, **params):
     return payload, np.stack(list(codec.decode(payload, w, h, n, tmp_path, params.get("sample_bits", 10))))
 
 
+def vvc_pixel_format(payload: bytes, tmp_path) -> str:
+    """The decoded picture format a VVC payload announces (its SPS), as ffmpeg reads it: gray10le for
+    4:0:0 10-bit, yuv420p10le for 4:2:0 10-bit. Read from the stream, not from what our decoder
+    makes of it (which asks ffmpeg for gray10le whatever the stream holds)."""
+    import re
+    import subprocess
+
+    from fcm_common.coding.codecs.vvenc import ffmpeg_exe
+
+    path = tmp_path / "probe.266"
+    path.write_bytes(payload)
+    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-f", "vvc", "-i", str(path)], capture_output=True,
+                          text=True).stderr
+    found = re.search(r"Video: vvc[^,]*, (\w+)", info)
+    assert found, info
+    return found.group(1)
+
+
 def test_lossless_is_exact_for_levels_and_floats(tmp_path, rng):
     codec = make_codec("lossless")
     frames = smooth_frames()
@@ -53,6 +71,7 @@ def test_vvenc_codes_4_0_0_10_bit(tmp_path, gop):
     frames = smooth_frames()
     payload, out = round_trip(codec, frames, tmp_path, preset="faster", gop=gop, intra_period=4)
     assert out.shape == frames.shape and out.dtype == np.uint16
+    assert vvc_pixel_format(payload, tmp_path) == "gray10le"  # the stream itself is 4:0:0 10-bit
     err = np.abs(out.astype(int) - frames.astype(int))
     assert err.mean() < 12 and len(payload) < frames.nbytes / 20  # measured: about 7 and 1/57
     # a lower QP spends more bits and gets closer
