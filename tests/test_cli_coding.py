@@ -92,7 +92,8 @@ def test_encode_errors(small_sequence, small_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_a_video_through_both_executables_at_full_size(tmp_path):
-    video = write_video(tmp_path / "clip.mkv", num_frames=2, width=640, height=360, fps=25)
+    # seed 1: the random 1088x608 JDE tracks its walkers (22 rows uncompressed; seed 0: none)
+    video = write_video(tmp_path / "clip.mkv", num_frames=2, width=640, height=360, fps=25, seed=1)
     out, tracks = tmp_path / "clip.bin", tmp_path / "clip.txt"
     enc = run_cli("fcm-encode", video, "--method", "anchor", "--weights", "random", "--split", "backbone", "--codec", "vvenc",
                   "--preset", "faster", "--qp", "37", "-o", out, "--device", "cpu")
@@ -100,4 +101,4 @@ def test_a_video_through_both_executables_at_full_size(tmp_path):
     assert "coded frame" in enc.stdout and "1088x6712" in enc.stdout
     dec = run_cli("fcm-decode", out, "--weights", "random", "-o", tracks, "--device", "cpu")
     assert dec.returncode == 0, dec.stderr
-    assert tracks.exists()
+    assert read_rows(tracks), "the decoded features of the random network give tracks"
