@@ -65,6 +65,24 @@ def test_lossless_rejects_damaged_payloads(tmp_path):
         list(codec.decode(payload, 96, 64, 4, tmp_path))
 
 
+def test_an_aborted_lossless_stream_decoder_ends_with_its_frames_waiting(tmp_path):
+    """A segment lost while its decoded frames wait to be read (a damaged unit right after a few
+    pictures): abort drops them and the reader's frames() ends. (The zlib decoder's own _drain, which
+    gives frames out, once hid the one that empties the queue: the reader waited for ever.)"""
+    codec = make_codec("lossless")
+    frames = smooth_frames(4)  # as many as the decoder's queue holds
+    payload, _ = round_trip(codec, frames, tmp_path)
+    decoder = codec.open_decoder(96, 64, 10, tmp_path)
+    decoder.feed(payload)
+    decoder.abort()
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(decoder.frames()), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "frames() never ended after abort"
+    assert got == []
+
+
 @pytest.mark.parametrize("gop", ["ld", "ra"])
 def test_vvenc_codes_4_0_0_10_bit(tmp_path, gop):
     codec = make_codec("vvenc")
