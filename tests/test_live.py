@@ -224,26 +224,6 @@ def test_joining_at_any_byte_offset_starts_at_the_next_segment(bundled, stream, 
         assert _rows(report) == _rows(joined[first]), offset  # the bytes before the segment change nothing
 
 
-def _paced(pieces, gates: dict):
-    """Byte pieces for decode_units (read by its feeder thread); before piece i, wait until the event
-    ``gates[i]`` is set (the consumer has tracked a given frame)."""
-    for i, piece in enumerate(pieces):
-        if i in gates:
-            assert gates[i].wait(120), "the decoder never tracked the frame waited for"
-        yield piece
-
-
-def _after_frame(number: int):
-    """(an event set once frame ``number`` is tracked, the on_frame callback that sets it)."""
-    seen = threading.Event()
-
-    def on_frame(rows, frame_number, latency):
-        if frame_number == number:
-            seen.set()
-
-    return seen, on_frame
-
-
 def test_a_damaged_segment_costs_its_own_frames_only(bundled, stream, reference, tmp_path):
     """A segment whose header is damaged is lost as a whole: the frames before and after it are
     tracked as if it had never been sent."""
@@ -273,15 +253,13 @@ def test_a_damaged_segment_costs_its_own_frames_only(bundled, stream, reference,
 
 
 def test_a_damaged_picture_costs_the_rest_of_its_segment(bundled, stream, reference):
-    """One picture of a live stream damaged: the frames before it, tracked by the time it comes, keep
-    their tracks; the rest of its segment is lost; the next segment is decoded."""
+    """One picture of a live stream damaged: the frames before it keep their tracks (decoded, even when
+    not yet tracked when the damage is found); the rest of its segment is lost; the next one is decoded."""
     at = _frame_offsets(stream)[6]  # frame 7: the third picture of the second segment
     damaged = bytearray(stream)
     damaged[at + 100 : at + 102] = bytes(b ^ 0xFF for b in damaged[at + 100 : at + 102])  # 16 bits: its CRC-16 fails
-    seen, on_frame = _after_frame(6)
     warnings = []
-    report = decode_units(_paced([bytes(damaged[:at]), bytes(damaged[at:])], {1: seen}), bundled, CPU,
-                          on_frame=on_frame, on_warning=warnings.append)
+    report = decode_units([bytes(damaged)], bundled, CPU, on_warning=warnings.append)
     assert [(loss.first, loss.last) for loss in report.losses] == [(7, 8)]
     assert len(warnings) == 1 and "frames 7..8 lost" in warnings[0] and "CRC mismatch in a picture unit" in warnings[0]
     assert report.frames == FRAMES - 2 and report.complete
@@ -313,21 +291,14 @@ def test_an_end_unit_whose_frame_count_does_not_match_is_reported(bundled, strea
     index, frames, digest = segments.parse_segment_end(end.body)
     assert (index, frames) == (1, 4)
     forged = stream[:at] + segments.segment_end_unit(1, 3, digest) + stream[at + len(_span(stream, at)) :]
-    # the segment's four frames tracked before its end unit comes: decoded, but not verified
-    seen, on_frame = _after_frame(8)
-    report = decode_units(_paced([forged[:at], forged[at:]], {1: seen}), bundled, CPU, on_frame=on_frame)
+    # the segment's four frames arrived and were decoded before its end unit: tracked, but not verified
+    warnings = []
+    report = decode_units([forged], bundled, CPU, on_warning=warnings.append)
     assert not report.ok and not report.losses and report.complete and report.frames == FRAMES
-    assert len(report.mismatches) == 1
+    assert len(report.mismatches) == 1 and warnings == report.mismatches
     assert "its end unit says 3 frames, its pictures carried 4" in report.mismatches[0]
     assert "not verified" in report.mismatches[0]
     assert _rows(report) == _rows(reference)
-    # in one piece the end unit may come before the segment's frames are tracked: those are lost
-    warnings = []
-    report = decode_units([forged], bundled, CPU, on_warning=warnings.append)
-    assert not report.ok and report.complete and report.frames + report.lost_frames == FRAMES
-    assert all(5 <= loss.first and loss.last == 8 for loss in report.losses)
-    assert len(warnings) == 1 and "its end unit says 3 frames, its pictures carried 4" in warnings[0]
-    assert [r for r in report.tracker.rows if r.frame >= 9]
 
 
 def test_an_encoder_that_restarts_begins_a_new_stream(bundled, stream, reference):
