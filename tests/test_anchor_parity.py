@@ -32,7 +32,7 @@ import torch
 from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_frame
 from fcm_common.coding.packing import anchor_layout
 from fcm_common.coding.quantization import DATASET_RANGES, dequantize, float32_range, zero_level
-from fcm_common.model.splits import get_split
+from fcm_common.model.splits import SPLITS, get_split
 
 REFERENCE = Path(__file__).parent / "data" / "anchor_frames_reference.json"
 
@@ -91,7 +91,8 @@ def vtm_padded(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _reference() -> dict:
-    return json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {"cases": {}, "dequantised": {}}
+    # read at collection: a missing or unreadable file is a collection error, not zero tests that pass
+    return json.loads(REFERENCE.read_text())
 
 
 def _cases() -> dict:
@@ -131,3 +132,12 @@ def test_anchor_frames_equal_the_framework_packing(name):
 @pytest.mark.parametrize("name", sorted(_reference()["dequantised"]))
 def test_dequantised_levels_equal_the_frameworks(name):
     assert hashlib.sha256(our_dequantised(name)).hexdigest() == _reference()["dequantised"][name]
+
+
+def test_the_recording_covers_every_split_and_dataset_range():
+    """The parametrised tests above are as strong as the recording: every split, both dataset
+    ranges, the framework's three network inputs and a portrait one."""
+    cases = [case["generator"] for case in _cases().values()]
+    assert {c["split"] for c in cases} == set(SPLITS)
+    assert {c["range"] for c in cases} == set(_reference()["dequantised"]) == {"tvd", "hieve"}
+    assert {(c["width"], c["height"]) for c in cases} >= {(1088, 608), (864, 480), (576, 320), (320, 576)}

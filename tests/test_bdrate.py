@@ -82,7 +82,12 @@ def test_dominated_points_are_found():
     # a point less accurate than a cheaper one is dominated too
     assert efficient_points([1, 2, 3, 4], [10, 30, 20, 40]) == [0, 1, 3]
     kept = efficient_points(rates, motas)
-    bd_rate([rates[i] for i in kept], [motas[i] for i in kept], [r / 2 for r in rates[1:]], motas[1:])
+    # with the dominated point the curve is flat and cannot be integrated; without it, the same curve
+    # at half the rate is -50 %
+    with pytest.raises(BDRateError, match="same accuracy"):
+        bd_rate(rates, motas, [r / 2 for r in rates], motas)
+    got = bd_rate([rates[i] for i in kept], [motas[i] for i in kept], [r / 2 for r in rates[1:]], motas[1:])
+    assert got == pytest.approx(-0.5, abs=1e-12)
 
 
 def test_a_bd_rate_comes_with_the_accuracy_range_it_covers():

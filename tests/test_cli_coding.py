@@ -2,10 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 from conftest import assert_one_line_error, run_cli, run_in_process
 
+from fcm_common.coding import bitstream
 from fcm_common.data.mot_format import read_rows
 from fcm_common.data.synthetic import write_video
+from fcm_decoder.decoder import decode_stream
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def test_encode_prints_a_summary(small_stream):
     assert out.stat().st_size > 1000
 
 
-def test_decode_writes_tracks_and_evaluates(small_stream, small_sequence, small_cfg, tmp_path):
+def test_decode_writes_tracks_and_evaluates(small_stream, small_sequence, small_cfg, small_jde, tmp_path):
     out, _ = small_stream
     tracks, feats = tmp_path / "tracks.txt", tmp_path / "f.npz"
     result = run_cli("fcm-decode", out, "--weights", "random", "--jde-cfg", small_cfg, "-o", tracks,
@@ -33,7 +36,12 @@ def test_decode_writes_tracks_and_evaluates(small_stream, small_sequence, small_
     assert result.returncode == 0, result.stderr
     assert "MOTA" in result.stdout and "OVERALL" in result.stdout
     assert "SYN-02" in result.stdout.split("MOT metrics")[1]  # the row names the sequence, not the stream file
-    read_rows(tracks)
+    rows = read_rows(tracks)
+    assert rows and all(1 < r.frame <= 4 for r in rows)  # the random network tracks this sequence (conftest)
+    data = out.read_bytes()  # the tracks of the library's decoder, written whole
+    header, payload = bitstream.parse(data)
+    reference = decode_stream(header, payload, len(data), small_jde, torch.device("cpu")).tracker.rows
+    assert [(r.frame, r.track_id) for r in rows] == [(r.frame, r.track_id) for r in reference]
     with np.load(feats) as npz:
         assert sorted(npz.files) == ["layer_36", "layer_61", "layer_74"]
         assert npz["layer_36"].shape == (4, 256, 24, 40)
@@ -84,7 +92,8 @@ def test_encode_errors(small_sequence, small_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_a_video_through_both_executables_at_full_size(tmp_path):
-    video = write_video(tmp_path / "clip.mkv", num_frames=2, width=640, height=360, fps=25)
+    # seed 1: the random 1088x608 JDE tracks its walkers (22 rows uncompressed; seed 0: none)
+    video = write_video(tmp_path / "clip.mkv", num_frames=2, width=640, height=360, fps=25, seed=1)
     out, tracks = tmp_path / "clip.bin", tmp_path / "clip.txt"
     enc = run_cli("fcm-encode", video, "--method", "anchor", "--weights", "random", "--split", "backbone", "--codec", "vvenc",
                   "--preset", "faster", "--qp", "37", "-o", out, "--device", "cpu")
@@ -92,4 +101,4 @@ def test_a_video_through_both_executables_at_full_size(tmp_path):
     assert "coded frame" in enc.stdout and "1088x6712" in enc.stdout
     dec = run_cli("fcm-decode", out, "--weights", "random", "-o", tracks, "--device", "cpu")
     assert dec.returncode == 0, dec.stderr
-    assert tracks.exists()
+    assert read_rows(tracks), "the decoded features of the random network give tracks"

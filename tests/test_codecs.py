@@ -25,6 +25,24 @@ def round_trip(codec, frames, tmp_path, **params):
     return payload, np.stack(list(codec.decode(payload, w, h, n, tmp_path, params.get("sample_bits", 10))))
 
 
+def vvc_pixel_format(payload: bytes, tmp_path) -> str:
+    """The decoded picture format a VVC payload announces (its SPS), as ffmpeg reads it: gray10le for
+    4:0:0 10-bit, yuv420p10le for 4:2:0 10-bit. Read from the stream, not from what our decoder
+    makes of it (which asks ffmpeg for gray10le whatever the stream holds)."""
+    import re
+    import subprocess
+
+    from fcm_common.coding.codecs.vvenc import ffmpeg_exe
+
+    path = tmp_path / "probe.266"
+    path.write_bytes(payload)
+    info = subprocess.run([ffmpeg_exe(), "-hide_banner", "-f", "vvc", "-i", str(path)], capture_output=True,
+                          text=True).stderr
+    found = re.search(r"Video: vvc[^,]*, (\w+)", info)
+    assert found, info
+    return found.group(1)
+
+
 def test_lossless_is_exact_for_levels_and_floats(tmp_path, rng):
     codec = make_codec("lossless")
     frames = smooth_frames()
@@ -47,12 +65,32 @@ def test_lossless_rejects_damaged_payloads(tmp_path):
         list(codec.decode(payload, 96, 64, 4, tmp_path))
 
 
+def test_an_aborted_lossless_stream_decoder_ends_with_its_frames_waiting(tmp_path):
+    """A segment lost while its decoded frames wait to be read (a damaged unit after a few pictures):
+    the reader gets the frames decoded before the damage, then frames() ends, even with the queue full.
+    (Abort once emptied the queue to make room for its end marker, and the zlib decoder's own _drain,
+    which gives frames out, hid that one: the end marker did not fit and the reader waited for ever.)"""
+    codec = make_codec("lossless")
+    frames = smooth_frames(4)  # as many as the decoder's queue holds
+    payload, _ = round_trip(codec, frames, tmp_path)
+    decoder = codec.open_decoder(96, 64, 10, tmp_path)
+    decoder.feed(payload)
+    decoder.abort()
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(decoder.frames()), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "frames() never ended after abort"
+    assert len(got) == 4 and all(np.array_equal(a, b) for a, b in zip(got, frames))
+
+
 @pytest.mark.parametrize("gop", ["ld", "ra"])
 def test_vvenc_codes_4_0_0_10_bit(tmp_path, gop):
     codec = make_codec("vvenc")
     frames = smooth_frames()
     payload, out = round_trip(codec, frames, tmp_path, preset="faster", gop=gop, intra_period=4)
     assert out.shape == frames.shape and out.dtype == np.uint16
+    assert vvc_pixel_format(payload, tmp_path) == "gray10le"  # the stream itself is 4:0:0 10-bit
     err = np.abs(out.astype(int) - frames.astype(int))
     assert err.mean() < 12 and len(payload) < frames.nbytes / 20  # measured: about 7 and 1/57
     # a lower QP spends more bits and gets closer

@@ -175,7 +175,7 @@ def test_parameter_counts_are_reported():
 
 
 def test_calibration_picks_the_frontier():
-    from fcm_ctc.calibration import choose_channels, upper_hull
+    from fcm_ctc.calibration import choose_channels, hull_gap, upper_hull
 
     assert upper_hull([(0, 0), (1, 2), (2, 2.5), (1.5, 1)]) == [(0, 0), (1, 2), (2, 2.5)]
     points = {  # (qp, k): (kbps, MOTA)
@@ -183,7 +183,16 @@ def test_calibration_picks_the_frontier():
         (37, 64): (30, 0.40), (37, 256): (80, 0.62), (37, 536): (250, 0.50),
     }
     assert choose_channels(points, [27, 37]) == {27: 536, 37: 256}
-    assert math.isclose(points[(37, 256)][1], 0.62)
+    # QP 37 at k = 536 costs more than QP 27 at k = 64 for less accuracy: below the frontier, never chosen,
+    # though it is QP 37's most expensive point; QP 27's best point is on the frontier, so it is chosen
+    # over the cheaper (27, 256), which is on it too
+    hull = upper_hull([(math.log10(r), m) for r, m in points.values()])
+    assert (math.log10(250), 0.50) not in hull and (math.log10(900), 0.71) in hull
+    # a QP none of whose points is on the frontier: the one closest below it, not the most accurate
+    below = {**points, (32, 64): (60, 0.30), (32, 256): (290, 0.60), (32, 536): (1000, 0.605)}
+    gaps = {k: hull_gap((math.log10(below[(32, k)][0]), below[(32, k)][1]), hull) for k in (64, 256, 536)}
+    assert all(gap > 0 for gap in gaps.values()) and min(gaps, key=gaps.get) == 256
+    assert choose_channels(below, [27, 32, 37]) == {27: 536, 32: 256, 37: 256}
 
 
 def test_feature_store_is_built_once_and_reused(small_jde, tmp_path):

@@ -166,6 +166,10 @@ class UnitReader:
 
     def _units(self):
         while True:
+            if self.in_segment and self.buf[:1] == SYNC[:1]:
+                # no inner unit starts so: a sync marker where the segment's next unit should be (the rest of the
+                # segment was dropped by a live output); read as the next unit, not skipped with a damaged one
+                self.in_segment = False
             if self.in_segment:
                 result = self._inner()
                 if result is None:

@@ -161,14 +161,19 @@ class FrameDecoder:
         raise NotImplementedError
 
     def abort(self) -> None:
-        """Stop, free what is held; :meth:`frames` ends."""
+        """Stop: no frame is made any more; :meth:`frames` gives out those already decoded (the pictures
+        before a damaged unit), then ends."""
         self._aborted.set()
-        self._drain()
-        self._queue_put_nowait(_END)
+        self._queue_put_nowait(_END)  # a full queue has no room: frames() ends on the flag once it is empty
 
     def frames(self) -> Iterator[np.ndarray]:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._aborted.is_set():
+                    return
+                continue
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -185,13 +190,6 @@ class FrameDecoder:
             except queue.Full:
                 continue
         return False
-
-    def _drain(self) -> None:
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
 
     def _queue_put_nowait(self, item) -> None:
         try:

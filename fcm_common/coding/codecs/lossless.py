@@ -83,13 +83,13 @@ class _ZlibDecoder(FrameDecoder):
             while pending and not self.decompressor.eof:
                 self.buffer += self.decompressor.decompress(pending, self.frame_bytes)
                 pending = self.decompressor.unconsumed_tail
-                self._drain()
+                self._give_out_frames()
             if pending or self.decompressor.unused_data:
                 self._fail("lossless segment holds bytes after the end of its zlib stream")
         except zlib.error as exc:
             self._fail(f"lossless payload is damaged ({exc})")
 
-    def _drain(self) -> None:
+    def _give_out_frames(self) -> None:
         while len(self.buffer) >= self.frame_bytes:
             chunk = bytes(self.buffer[: self.frame_bytes])
             del self.buffer[: self.frame_bytes]
