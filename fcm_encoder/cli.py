@@ -33,7 +33,7 @@ from fcm_common.core.threads import torch_threads as threads_for
 from fcm_common.data.sources import is_live_input, open_live_source, open_source
 from fcm_common.streaming.transport import is_live_target, open_sink, parse_tcp
 from fcm_encoder.encoder import EncodeSettings, encode_stream
-from fcm_encoder.live import DEFAULT_MAX_LATENCY, LIVE_PRESET
+from fcm_encoder.live import DEFAULT_MAX_LATENCY
 
 
 def _finite(value: float, name: str) -> float:
@@ -110,11 +110,6 @@ def main(input_path, qp, split, method, method_options, codec, weights, jde_cfg,
     given = click.get_current_context().get_parameter_source
     if live_output and inner.name == "vvenc" and given("gop") in (None, ParameterSource.DEFAULT):
         params["gop"] = "ll"  # a live stream: no picture waits for its GOP (--gop ld to have the GOP of 8)
-    if timed and inner.name == "vvenc" and given("preset") in (None, ParameterSource.DEFAULT):
-        # a paced or live source: VVenC's faster preset keeps pace where medium did not (one thread, the
-        # sample at QP 12..22), and starts each segment 10 times sooner, for 2 to 9 % more rate at a QP
-        # (docs/live.md, benchmarks/bench_live_codec.py); --preset medium to have medium
-        params["preset"] = LIVE_PRESET
     dev = resolve_device(device)
     model = open_network(weights, jde_cfg, dev)
     feature_method = method_for_encoding(method, split, qp, model.weights_id, dev, **method_options)

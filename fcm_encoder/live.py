@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from fcm_common.data.sources import FrameSource, TimedFrame
 
 DEFAULT_MAX_LATENCY = 1.0  # seconds; fcm-encode --max-latency
-LIVE_PRESET = "faster"  # fcm-encode's VVenC preset for a paced or live source unless --preset is given
 
 
 @dataclass

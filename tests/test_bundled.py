@@ -33,12 +33,13 @@ ADVMSFC_MOTA_FLOOR = 0.73  # advmsfc (bundled model; its QACT keeps k = 256 at Q
 # advmsfc at QP 12 as above: its rate; measured 523.45 kbps (the backbone model of issue 33's time, QACT k = 256 of
 # 256 at QP 12, so that every channel is coded there: the channel truncation is checked at QP 32, below)
 ADVMSFC_QP12_KBPS_CEILING = 600.0
-# the design command lines: backbone, QP 32, VVenC faster, first 12 frames; measured MOTA anchor -0.875, advmsfc
-# -0.0139 (QP 32 is far down the rate-accuracy curve: docs/results.md); floors a margin below, to catch a broken
-# pipeline (garbage tracks score far lower), not to grade the point
-DESIGN_MOTA_FLOORS = {"anchor": -1.1, "advmsfc": -0.25}
-# advMSFC without coding (every channel, float32, lossless), first 30 frames (fcm-track there: 0.7582)
-NO_CODING_FLOORS = {"dn53": (384, 0.72), "alt1": (192, 0.71), "backbone": (256, 0.68)}  # measured 0.7527, 0.7473, 0.7198
+# the anchor's design command line: backbone, QP 32, VVenC faster, first 12 frames; measured MOTA -0.875 (QP 32 is
+# far down its rate-accuracy curve: docs/results.md); a floor a margin below, to catch a broken pipeline (garbage
+# tracks score far lower), not to grade the point. advMSFC's is held to issue 28's target (DESIGN_SHARE below).
+DESIGN_MOTA_FLOORS = {"anchor": -1.1}
+# advMSFC without coding (every channel, float32, lossless), first 30 frames: fcm-track there scores 0.7582; the
+# backbone detections code gives exactly its tracks (None: the same MOTA, IDF1, FP and FN as fcm-track)
+NO_CODING_FLOORS = {"dn53": (384, 0.72), "alt1": (192, 0.71), "backbone": (37, None)}  # measured 0.7527, 0.7473, 0.7582
 
 
 def test_bundled_jde_budget_and_layer_graph():
@@ -71,8 +72,9 @@ def test_bundled_advmsfc_models_match_their_split_and_the_bundled_jde(split):
     assert path is not None, f"no bundled advMSFC model for {split}"
     model = load_network(choose_network(None))
     ckpt = load_checkpoint(path, split=split, jde_weights_id=model.weights_id)
-    # its QACT table: calibrated at the study's QPs (cfg/ctc/fcm-val.toml), counts within the code
-    assert ckpt.qact.qps == (7, 12, 17, 22, 27, 32)
+    # its QACT table: calibrated at the study's QPs (cfg/ctc/fcm-val.toml; dn53 and alt1 before QP 37 joined
+    # them), counts within the code
+    assert ckpt.qact.qps in ((7, 12, 17, 22, 27, 32), (7, 12, 17, 22, 27, 32, 37))
     assert all(1 <= k <= ckpt.model.fused_channels for k in ckpt.qact.channels)
     with torch.no_grad():
         feats = model.forward_part1(torch.rand(1, 3, 320, 576), split)
@@ -89,6 +91,12 @@ def _coded_mota(stdout: str, name: str) -> float:
     return float(re.search(rf"{name}\s*│\s*([-\d.]+)", stdout.split("MOT metrics")[1]).group(1))
 
 
+def _metrics_row(stdout: str) -> list[str]:
+    """MOTA, IDF1, MOTP, IDs, FP, FN, GT of the OVERALL row a command printed."""
+    line = next(line for line in stdout.split("MOT metrics")[1].splitlines() if "OVERALL" in line)
+    return [v.strip() for v in line.split("│")[2:-1]]
+
+
 def _kbps(path: Path) -> float:
     header, _ = bitstream.parse(path.read_bytes())
     return path.stat().st_size * 8 * float(header.fps) / header.num_frames / 1000
@@ -99,20 +107,22 @@ def _bundled_qact(split: str):
     return load_checkpoint(bundled_model_path(split), split=split, jde_weights_id=model.weights_id)
 
 
-DESIGN_QP, DESIGN_FRAMES = 32, 12
+DESIGN_QP, DESIGN_FRAMES = 32, 12  # the anchor's design run: first 12 frames, VVenC faster
+UNCOMPRESSED_MOTA = 0.8149  # fcm-track on the whole sample (TRACK_MOTA_FLOOR's measurement)
+DESIGN_SHARE = 0.90  # issue 28: the design command keeps at least 90 % of the uncompressed MOTA
 
 
 @pytest.fixture(scope="module")
 def design_runs(tmp_path_factory):
-    """`fcm-encode <sample> --qp 32 --split backbone [--method anchor]` and `fcm-decode out.bin --gt <sample>`,
-    for both methods (12 frames, VVenC faster): {method: (encode, stream path, decode)}."""
+    """`fcm-encode <sample> --qp 32 --split backbone [--method anchor]` and `fcm-decode out.bin --gt <sample>`:
+    advMSFC exactly as the design command line is written (every frame, the default preset), the anchor on
+    12 frames with VVenC faster: {method: (encode, stream path, decode)}."""
     runs = {}
     for method in ("anchor", "advmsfc"):
         folder = tmp_path_factory.mktemp(method)
         out = folder / "out.bin"
-        extra = ["--method", "anchor"] if method == "anchor" else []
-        enc = run_cli("fcm-encode", SAMPLE, "--qp", DESIGN_QP, "--split", "backbone", *extra, "--frames", DESIGN_FRAMES,
-                      "--preset", "faster", "-o", out, cwd=folder)
+        extra = ["--method", "anchor", "--frames", DESIGN_FRAMES, "--preset", "faster"] if method == "anchor" else []
+        enc = run_cli("fcm-encode", SAMPLE, "--qp", DESIGN_QP, "--split", "backbone", *extra, "-o", out, cwd=folder)
         dec = run_cli("fcm-decode", out, "--gt", SAMPLE, cwd=folder) if enc.returncode == 0 else None
         runs[method] = (enc, out, dec)
     return runs
@@ -121,7 +131,8 @@ def design_runs(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["anchor", "advmsfc"])
 def test_the_design_command_lines_work_with_no_model_flags(design_runs, method):
-    """The bundled networks and models, with no flag naming them; a real score of the 12 frames."""
+    """The bundled networks and models, with no flag naming them: the anchor gives a real score of its 12
+    frames; advMSFC keeps at least 90 % of the uncompressed tracking on the whole sample (issue 28)."""
     enc, out, dec = design_runs[method]
     assert enc.returncode == 0, enc.stderr
     assert BUNDLED_JDE_NAME in enc.stdout
@@ -129,10 +140,11 @@ def test_the_design_command_lines_work_with_no_model_flags(design_runs, method):
         assert "advMSFC-576x320-backbone" in enc.stdout
     header, _ = bitstream.parse(out.read_bytes())
     assert header.method == method and (header.input_width, header.input_height) == (576, 320)
-    assert header.num_frames == DESIGN_FRAMES and header.qp == DESIGN_QP
+    assert header.num_frames == (DESIGN_FRAMES if method == "anchor" else 100) and header.qp == DESIGN_QP
     assert dec.returncode == 0, dec.stderr
     assert BUNDLED_JDE_NAME in dec.stdout
-    assert _coded_mota(dec.stdout, SAMPLE.name) >= DESIGN_MOTA_FLOORS[method], dec.stdout
+    floor = DESIGN_MOTA_FLOORS["anchor"] if method == "anchor" else DESIGN_SHARE * UNCOMPRESSED_MOTA
+    assert _coded_mota(dec.stdout, SAMPLE.name) >= floor, dec.stdout
 
 
 @pytest.mark.slow
@@ -148,7 +160,7 @@ def test_advmsfc_codes_the_qact_channels_for_less_than_every_channel_and_the_anc
     assert header.coded_channels == [keep] and header.fused_channels == (ckpt.model.fused_channels,)
     every = tmp_path / "every.bin"
     enc = run_cli("fcm-encode", SAMPLE, "--qp", DESIGN_QP, "--split", "backbone", "--channels",
-                  ckpt.model.fused_channels, "--frames", DESIGN_FRAMES, "--preset", "faster", "-o", every)
+                  ckpt.model.fused_channels, "-o", every)
     assert enc.returncode == 0, enc.stderr
     assert bitstream.parse(every.read_bytes())[0].coded_channels == [ckpt.model.fused_channels]
     assert _kbps(out) < _kbps(every)
@@ -191,4 +203,10 @@ def test_advmsfc_without_coding_keeps_the_tracking(split, tmp_path):
     assert enc.returncode == 0, enc.stderr
     dec = run_cli("fcm-decode", out, "--gt", SAMPLE)
     assert dec.returncode == 0, dec.stderr
-    assert _coded_mota(dec.stdout, SAMPLE.name) >= floor, dec.stdout
+    if floor is not None:
+        assert _coded_mota(dec.stdout, SAMPLE.name) >= floor, dec.stdout
+        return
+    # the detections code keeps what JDE keeps: the uncompressed run's scores, to the last box
+    track = run_cli("fcm-track", SAMPLE, "--frames", "30", "-o", tmp_path / "t.txt")
+    assert track.returncode == 0, track.stderr
+    assert _metrics_row(dec.stdout) == _metrics_row(track.stdout), (dec.stdout, track.stdout)

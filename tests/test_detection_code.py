@@ -17,11 +17,11 @@ from fcm_common.msfc.detection_code import (
 from fcm_common.msfc.networks import AdvMSFC, MSFCArch, MSFCConfigError, scale_order
 
 
-def detections_model(jde, components: int, patch: int = 0) -> AdvMSFC:
+def detections_model(jde, components: int, patch: int = 0, skirt: float | None = None) -> AdvMSFC:
     anchors, strides = prediction_anchors(jde.prediction_layers())
     c = jde.split_shapes("backbone")[0][0]
     arch = MSFCArch(in_channels=(c, c, c), fused_channels=BOX_CHANNELS + components, fusion="detections",
-                    anchors=anchors, strides=strides, patch=patch)
+                    anchors=anchors, strides=strides, patch=patch, skirt=skirt)
     return AdvMSFC(arch, scale_order("backbone")).eval()
 
 
@@ -80,10 +80,12 @@ def frames_features(small_jde):
     return [planted_features(small_jde, seed) for seed in range(4)]
 
 
-def test_every_channel_gives_jde_s_own_detections_official_layout(small_jde, frames_features):
+@pytest.mark.parametrize("patch, skirt", [(0, None), (2, -0.6)])
+def test_every_channel_gives_jde_s_own_detections_official_layout(small_jde, frames_features, patch, skirt):
     """JDE-1088x608's layout (536 channels, 512-d embedding; random weights, 320x192 input): the code of
-    every channel, uncompressed, gives the detections the exact features give."""
-    model = detections_model(small_jde, components=small_jde.embedding_dim)
+    every channel, uncompressed, gives the detections the exact features give (with or without each
+    proposal's values spread on its neighbourhood under a confidence skirt)."""
+    model = detections_model(small_jde, components=small_jde.embedding_dim, patch=patch, skirt=skirt)
     identity_basis(model)
     total = 0
     with torch.inference_mode():
@@ -127,11 +129,11 @@ def _rows(centres, sizes, scores, embedding_dim):
     return rows
 
 
-@pytest.mark.parametrize("patch", [0, 1])
-def test_proposals_that_share_a_cell_are_both_coded(small_jde, patch):
+@pytest.mark.parametrize("patch, skirt", [(0, None), (1, None), (2, -0.6)])
+def test_proposals_that_share_a_cell_are_both_coded(small_jde, patch, skirt):
     """Two kept proposals whose centres fall in one cell of the finest grid: the second goes to a free
     neighbour, with its box made relative to that cell, so both decode to their own boxes."""
-    model = detections_model(small_jde, components=small_jde.embedding_dim, patch=patch)
+    model = detections_model(small_jde, components=small_jde.embedding_dim, patch=patch, skirt=skirt)
     identity_basis(model)
     height, width = SMALL_GRID = (192 // 8, 320 // 8)
     # two boxes centred in cell (10, 20) (x 160..168, y 80..88) of different sizes, a third far away
@@ -139,6 +141,8 @@ def test_proposals_that_share_a_cell_are_both_coded(small_jde, patch):
                  [0.95, 0.9, 0.7], small_jde.embedding_dim)
     code = model.msff.raster(rows, height, width)[None]
     assert int((code[0, 0] > 0).sum()) == 3
+    if skirt is not None:  # the neighbourhoods' confidence: the skirt, under the threshold
+        assert int((code[0, 0] == skirt).sum()) > 3 * 8
     assert SMALL_GRID == tuple(code.shape[2:])
     x8, x16, x32 = model.msfr(code)
     decoded = small_jde.prediction_layers()[-1](x8)[0]  # the finest prediction layer

@@ -125,6 +125,7 @@ class DetectionRaster(_EmbeddingBasis):
         super().__init__(embedding_dim, arch.fused_channels - BOX_CHANNELS)
         self.strides = tuple(arch.strides)
         self.patch = int(arch.patch)
+        self.skirt = arch.skirt  # confidence code of a patch's other cells (None: background)
         # JDE's prediction layers, coarsest first: the order of part 2's rows (NMS breaks ties by it)
         self.heads = nn.ModuleList(YOLODecode([tuple(a) for a in anchors], stride, embedding_dim)
                                    for anchors, stride in reversed(list(zip(arch.anchors, arch.strides))))
@@ -160,10 +161,12 @@ class DetectionRaster(_EmbeddingBasis):
                 values[(slice(1, BOX_CHANNELS), *area)] = np.array(cell_box)[:, None, None]
                 values[(slice(BOX_CHANNELS, None), *area)] = comps[n].numpy()[:, None, None]
                 known[area] = True
+            if self.skirt is not None:
+                values[0][known] = self.skirt
             for n, cell in placed:
                 values[(0, *cell)] = 2 * float(rows[n, 4]) - 1
         values[1:] = harmonic_fill(values[1:], known)
-        values[0][~taken] = -1.0
+        values[0][~(taken | known if self.skirt is not None else taken)] = -1.0
         return torch.from_numpy(np.clip(values, *CODE_RANGE)).float()
 
     @staticmethod

@@ -66,6 +66,7 @@ class MSFCArch:
     anchors: tuple = ()  # detections: per scale (finest first), the prediction layer's (w, h) anchors in pixels
     strides: tuple = ()  # detections: the prediction layers' strides, finest first
     patch: int = 0  # detections: box and embedding values also written this many cells around a proposal's
+    skirt: float | None = None  # detections: the confidence code of those cells (None: background, -1)
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -109,8 +110,10 @@ class MSFCArch:
         if self.fusion == "detections":
             del d["msfr_widths"]
             d["code_version"] = DETECTIONS_CODE_VERSION  # the code's constants are part of what a model means
+            if self.skirt is None:
+                del d["skirt"]
         else:
-            del d["anchors"], d["strides"], d["patch"]
+            del d["anchors"], d["strides"], d["patch"], d["skirt"]
         return d
 
     @classmethod
@@ -126,6 +129,7 @@ class MSFCArch:
                 anchors=tuple(tuple(tuple(float(v) for v in a) for a in scale) for scale in d.get("anchors", ())),
                 strides=tuple(int(v) for v in d.get("strides", ())),
                 patch=int(d.get("patch", 0)),
+                skirt=None if d.get("skirt") is None else float(d["skirt"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MSFCConfigError(f"invalid advMSFC architecture ({exc})") from None
