@@ -211,15 +211,13 @@ def mutate_header(stream: bytes, header: bitstream.StreamHeader, rng: random.Ran
     return _join(out), what
 
 
-def decode_once(stream: bytes, model, device, method, timeout: float) -> tuple[str, str | None, str]:
-    """(outcome, tracks text or None, detail) of decoding one stream in-process."""
+def _outcome(decode, timeout: float) -> tuple[str, str | None, str]:
+    """(outcome, tracks text or None, detail) of ``decode()`` (which returns one of them itself, or raises)."""
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            header, payload = bitstream.parse(stream)
-            report = decode_stream(header, payload, len(stream), model, device, method=method)
-        return "accepted", format_rows(report.tracker.rows), ""
+            return decode()
     except Hang:
         return "hang", None, f"over {timeout:g} s"
     except FcmError as exc:
@@ -230,28 +228,28 @@ def decode_once(stream: bytes, model, device, method, timeout: float) -> tuple[s
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def decode_once(stream: bytes, model, device, method, timeout: float) -> tuple[str, str | None, str]:
+    """(outcome, tracks text or None, detail) of decoding one stream in-process."""
+    def decode():
+        header, payload = bitstream.parse(stream)
+        report = decode_stream(header, payload, len(stream), model, device, method=method)
+        return "accepted", format_rows(report.tracker.rows), ""
+    return _outcome(decode, timeout)
+
+
 def decode_keyed_once(stream: bytes, model, device, method, timeout: float) -> tuple[str, str | None, str]:
     """(outcome, tracks text or None, detail) of decoding a keyed stream with its key, as a live input is."""
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
+    def decode():
+        try:
             report = decode_units([stream], model, device, method=method, stream_key=FUZZ_KEY)
+        except StreamRefused as exc:
+            return "refused", None, str(exc)[:120]
         if report.refusals:
             return "refused", None, report.refusals[0][:120]
         if not report.ok:
             return "clean error", None, report.summary()[:120]
         return "accepted", format_rows(report.tracker.rows), ""
-    except Hang:
-        return "hang", None, f"over {timeout:g} s"
-    except StreamRefused as exc:
-        return "refused", None, str(exc)[:120]
-    except FcmError as exc:
-        return "clean error", None, str(exc).splitlines()[0][:120]
-    except Exception as exc:  # noqa: BLE001 - what the harness is looking for
-        return "crash", None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+    return _outcome(decode, timeout)
 
 
 def main() -> int:

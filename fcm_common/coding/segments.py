@@ -46,6 +46,7 @@ from fcm_common.coding.stream_header import (
     validate,
 )
 from fcm_common.core.errors import FcmError
+from fcm_common.core.varint import varint
 from fcm_common.model.splits import SPLIT_CODES, SPLIT_NAMES
 
 VERSION = 3
@@ -81,16 +82,6 @@ def unit(kind: bytes, body: bytes) -> bytes:
     """An outer unit (a segment header, the stream end): sync marker, type, length, body, CRC-32."""
     prefix = _PREFIX.pack(kind, len(body))
     return SYNC + prefix + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(prefix)))
-
-
-def varint(value: int) -> bytes:
-    """LEB128: 7 bits a byte, low bits first."""
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def _read_varint(data, pos: int, limit: int = 5) -> tuple[int | None, int]:

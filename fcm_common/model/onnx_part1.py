@@ -23,34 +23,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from fcm_common.core.varint import varint
+
 IMAGE_INPUT = "image"
 OPSET = 17
 IR_VERSION = 8
 
 
 # ------------------------------------------------------------------- protobuf wire format
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _int(field: int, value: int) -> bytes:
-    return _varint(field << 3) + _varint(value)
+    return varint(field << 3) + varint(value)
 
 
 def _bytes(field: int, value: bytes | str) -> bytes:
     data = value.encode() if isinstance(value, str) else value
-    return _varint(field << 3 | 2) + _varint(len(data)) + data
+    return varint(field << 3 | 2) + varint(len(data)) + data
 
 
 def _float(field: int, value: float) -> bytes:
-    return _varint(field << 3 | 5) + struct.pack("<f", value)
+    return varint(field << 3 | 5) + struct.pack("<f", value)
 
 
 # ONNX messages (onnx.proto field numbers)
