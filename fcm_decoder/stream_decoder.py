@@ -115,7 +115,7 @@ class StreamReport:
         if self.mismatches:
             parts.append(f"{len(self.mismatches)} segment(s) with a reconstruction hash mismatch")
         if self.unverified:
-            parts.append(f"{len(self.unverified)} segment(s) not verified (their end unit was lost)")
+            parts.append(f"{len(self.unverified)} segment(s) not verified (their end unit was lost or wrong)")
         return "; ".join(parts)
 
 
@@ -402,7 +402,7 @@ def decode_units(
     def unverified(pending) -> None:
         """A segment damaged after its last frame arrived: nothing lost, but nothing verified either."""
         if pending:
-            text = f"{pending[1]} after its frames arrived: they were not verified (its end unit is lost)"
+            text = f"{pending[1]}, after its frames arrived: they are tracked but not verified"
             report.unverified.append(text)
             warn(text)
 
@@ -497,7 +497,7 @@ def decode_units(
                 job.done.wait()
                 expected = position
                 if damaged or job.cut:
-                    pending_loss = (expected, f"segment {header.index} {damaged or job.cut}")
+                    pending_loss = (expected, f"segment {header.index}: {damaged or job.cut}")
                 elif bitstream.digest16(digest) != job.recon_hash:
                     text = (f"segment {header.index} (frames {header.first_frame + 1}..{expected}): reconstruction "
                             "hash mismatch: its tracks may be wrong (damaged payload or a non-conforming decoder)")

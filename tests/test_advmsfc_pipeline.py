@@ -176,9 +176,10 @@ def test_calibration_writes_a_usable_qact_table(trained, small_sequence, small_c
     assert rates[(32, 64)] > rates[(32, 16)] and rates[(42, 64)] > rates[(42, 16)]
 
 
-def test_zero_steps_keeps_the_pca_start_and_needs_a_linear_code(tmp_path, small_sequence, small_cfg):
-    """--steps 0 (how the bundled backbone model is made): the bundled JDE, the bundled linear
-    architecture at its PCA start, measured and saved; a conv architecture (random start) is refused."""
+def test_zero_steps_keeps_the_fitted_start_and_refuses_a_conv_code(tmp_path, small_sequence, small_cfg):
+    """--steps 0 (how the bundled backbone model is made): the bundled JDE, the bundled backbone
+    architecture (the detections code, issue 28) fitted on the frames (its embedding components are
+    principal components), measured and saved; a conv architecture (random start) is refused."""
     common = [small_sequence, "--split", "backbone", "--batch-size", "2", "--stats-frames", "4", "--pca-frames", "8",
               "--device", "cpu", "--steps", "0"]
     model = tmp_path / "pca.pt"
@@ -186,7 +187,7 @@ def test_zero_steps_keeps_the_pca_start_and_needs_a_linear_code(tmp_path, small_
     assert done.returncode == 0, done.stderr
     assert "0 steps" in done.stdout and "principal components" in done.stderr + done.stdout
     ckpt = load_checkpoint(model, split="backbone")
-    assert ckpt.step == 0 and ckpt.model.arch.fusion == "linear" and ckpt.code_range[0] < ckpt.code_range[1]
+    assert ckpt.step == 0 and ckpt.model.arch.fusion == "detections" and ckpt.code_range[0] < ckpt.code_range[1]
     conv = tmp_path / "conv.toml"
     conv.write_text(TINY_ARCH)
     refused = run_cli("fcm-train", *common, "--weights", "random", "--jde-cfg", small_cfg, "--arch", conv,

@@ -170,10 +170,13 @@ def test_a_paced_pipe_gives_the_file_s_tracks_and_rows_before_the_encoder_ends(r
     decoder's)."""
     # no frame skipped, NN part 1 on torch as for the file (issue 29: a paced source may skip frames, and runs
     # part 1 on onnxruntime by default)
+    # and on as many threads as the reference ran here (a live command takes half the cores: another thread
+    # count sums the convolutions in another order, and the lossless tracks differ in their last digits)
+    threads = ["--torch-threads", str(torch.get_num_threads())]
     enc = _start("fcm-encode", [SAMPLE, "--frames", FRAMES, "--realtime", "--max-latency", "0", "--engine", "torch",
-                                *CODING, "-o", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    dec = _start("fcm-decode", ["-", "-o", "-", "--device", "cpu"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE)
+                                *threads, *CODING, "-o", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dec = _start("fcm-decode", ["-", "-o", "-", "--device", "cpu", *threads], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first_row = threading.Event()
     piped = {}
 
@@ -296,32 +299,32 @@ def test_an_end_unit_whose_frame_count_does_not_match_is_reported(bundled, strea
     # the segment's four frames arrived and were decoded before its end unit: tracked, but not verified
     warnings = []
     report = decode_units([forged], bundled, CPU, on_warning=warnings.append)
-    assert not report.ok and not report.losses and report.complete and report.frames == FRAMES
-    assert len(report.mismatches) == 1 and warnings == report.mismatches
-    assert "its end unit says 3 frames, its pictures carried 4" in report.mismatches[0]
-    assert "not verified" in report.mismatches[0]
+    assert not report.ok and not report.losses and not report.mismatches and report.complete
+    assert report.frames == FRAMES
+    assert len(report.unverified) == 1 and warnings == report.unverified
+    assert "segment 1: its end unit says 3 frames, its pictures carried 4" in report.unverified[0]
+    assert "tracked but not verified" in report.unverified[0]
     assert _rows(report) == _rows(reference)
 
 
-def test_an_encoder_that_restarts_begins_a_new_stream(bundled, stream, reference):
-    """An encoder that stops and starts again from its first frame (a new connection): the decoder
-    follows the new stream, whose frame numbers start again."""
+def test_an_encoder_that_restarts_is_refused_and_the_first_tracks_stay(bundled, stream, reference):
+    """An encoder that stops and starts again from its first frame (a new connection) starts another
+    stream: one stream per session (issue 32), so it is refused with a warning and nothing of it is mixed
+    into the tracks of the first run, which stay as they were."""
     starts = _offsets(stream, segments.SEGMENT)
     before = [r for r in reference.tracker.rows if r.frame <= 4]
     warnings = []
     report = decode_units([stream[: starts[1]], BREAK, stream], bundled, CPU, on_warning=warnings.append)
-    assert report.complete and report.ok and report.frames == 4 + FRAMES and report.segments == 1 + 3
-    assert warnings == ["segment 0 starts at frame 1, before frame 5: a new stream (frame numbers follow it)"]
-    rows = report.tracker.rows
-    assert rows[: len(before)] == before and rows[len(before) :], "the first run's tracks, then the new stream's"
-    assert [r.frame for r in rows[len(before) :]] == sorted(r.frame for r in rows[len(before) :])
-    assert min(r.frame for r in rows[len(before) :]) <= 4 and max(r.frame for r in rows) == FRAMES
-    # stopped inside a segment: that segment is reported, the new stream decoded
+    assert report.frames == 4 and report.segments == 1 and not report.ok
+    assert len(report.refusals) == 1 and "another stream (it starts at frame 1; frames up to 4" in report.refusals[0]
+    assert report.refusals[0] in warnings
+    assert report.tracker.rows == before, "the first run's tracks, nothing of the second"
+    # stopped inside a segment: that segment is reported lost, the restart refused
     cut = _frame_offsets(stream)[5]
     warnings = []
     report = decode_units([stream[:cut], BREAK, stream], bundled, CPU, on_warning=warnings.append)
-    assert report.complete and not report.ok and report.frames >= 4 + FRAMES
-    assert any("a new stream" in w for w in warnings)
+    assert not report.ok and 4 <= report.frames < FRAMES and len(report.refusals) == 1
+    assert max(r.frame for r in report.tracker.rows) < FRAMES
 
 
 def test_segments_shorter_than_the_intra_period(bundled, reference):
