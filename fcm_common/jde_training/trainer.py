@@ -194,19 +194,21 @@ class TrainingSamples(torch.utils.data.Dataset):
                  anchors: list[torch.Tensor], jitter: Jitter, seed: int, balance: float = 0.0):
         sizes = [im.image.size for im in images]
         # balance > 0: a picture of a source of n pictures is drawn with probability ~ n ** -balance
-        # (1: every source as often; 0: every picture as often, a permutation per pass)
+        # (1: every source as often; 0: every picture as often, a permutation per pass), times the
+        # picture's own weight (its SEQ's @W)
         self.balance = balance
         origins = [im.origin.rsplit(":", 1)[0] for im in images]
         counts = {o: origins.count(o) for o in set(origins)}
-        weights = np.array([counts[o] ** -balance for o in origins], np.float64)
+        weights = np.array([counts[o] ** -balance * im.weight for o, im in zip(origins, images)], np.float64)
         self.weights = weights / weights.sum()
+        self.weighted = bool(balance) or bool(np.ptp(weights) > 0)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.pixels = torch.empty(int(self.offsets[-1]), dtype=torch.uint8)
         for im, start, size in zip(images, self.offsets, sizes):
             self.pixels[int(start):int(start) + size] = torch.from_numpy(np.ascontiguousarray(im.image).reshape(-1))
         self.pixels.share_memory_()
-        self.labels = [LabelledImage(np.empty((0, 0, 3), np.uint8), im.boxes, im.ids, im.ignore, im.teacher, im.origin)
-                       for im in images]
+        self.labels = [LabelledImage(np.empty((0, 0, 3), np.uint8), im.boxes, im.ids, im.ignore, im.teacher, im.origin,
+                                     im.weight) for im in images]
         self.shapes = [im.image.shape for im in images]
         self.width, self.height = width, height
         self.grids, self.anchors, self.jitter, self.seed = grids, anchors, jitter, seed
@@ -220,7 +222,7 @@ class TrainingSamples(torch.utils.data.Dataset):
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
         pixels = self.pixels[start:end].numpy().reshape(self.shapes[i])
         label = self.labels[i]
-        return LabelledImage(pixels, label.boxes, label.ids, label.ignore, label.teacher, label.origin)
+        return LabelledImage(pixels, label.boxes, label.ids, label.ignore, label.teacher, label.origin, label.weight)
 
     def __len__(self) -> int:  # sample numbers are unbounded; the sampler decides which are drawn
         return 1 << 62
@@ -230,7 +232,7 @@ class TrainingSamples(torch.utils.data.Dataset):
         epoch = g // n
         if self._pass is None or self._pass[0] != epoch:
             rng = np.random.default_rng([self.seed, 1, epoch])
-            order = rng.permutation(n) if not self.balance else rng.choice(n, n, p=self.weights)
+            order = rng.permutation(n) if not self.weighted else rng.choice(n, n, p=self.weights)
             self._pass = (epoch, order)
         return int(self._pass[1][g % n])
 
