@@ -124,6 +124,10 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--balance", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Draw a picture of a source of n pictures with probability ~ n^-BALANCE: 0 = every picture as "
                    "often, 1 = every source as often (a source: a sequence, a video, a folder of pictures).")
+@click.option("--every-box", is_flag=True,
+              help="A person box that no anchor overlaps by more than 0.5 (seated or half-hidden people are wider than "
+                   "JDE's pedestrian anchors) makes the anchor of the best shape at its centre foreground (YOLOv3's "
+                   "rule) instead of being only background.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes preparing batches (default: 0 on a CPU, up to 12 with a GPU).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
@@ -138,7 +142,7 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @device_option
 def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score,
          teacher_step, teacher_uncertain, label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup,
-         weight_decay, distill_weight, checkpoint_every, seed, jitter, balance, workers, precision, time_budget, threads, resume,
+         weight_decay, distill_weight, checkpoint_every, seed, jitter, balance, every_box, workers, precision, time_budget, threads, resume,
          export_path, device):
     """Train JDE from scratch on MOTChallenge SEQuences (frames FIRST..LAST only, if given) and footage.
 
@@ -185,7 +189,8 @@ def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, 
     jitters = {"wide": Jitter.wide(), "mild": Jitter.mild(), "jde": Jitter.jde(), "none": Jitter.none()}
     settings = JDETrainSettings(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup=warmup,
                                 weight_decay=weight_decay, distill_weight=distill_weight, seed=seed,
-                                checkpoint_every=checkpoint_every, jitter=asdict(jitters[jitter]), balance=balance, workers=workers,
+                                checkpoint_every=checkpoint_every, jitter=asdict(jitters[jitter]), balance=balance,
+                                every_box=every_box, workers=workers,
                                 precision=precision)
     init_state = None
     if init_path is not None and not resume:

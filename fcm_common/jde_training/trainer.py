@@ -34,7 +34,13 @@ from fcm_common.jde_training.losses import (
     head_loss,
 )
 from fcm_common.jde_training.samples import LabelledImage
-from fcm_common.jde_training.targets import HeadTargets, anchor_boxes, box_iou_cxcywh, build_head_targets
+from fcm_common.jde_training.targets import (
+    HeadTargets,
+    anchor_boxes,
+    best_anchors,
+    box_iou_cxcywh,
+    build_head_targets,
+)
 from fcm_common.model.darknet_cfg import parse_cfg_text
 from fcm_common.model.jde import JDE, load_state
 
@@ -67,6 +73,7 @@ class JDETrainSettings:
     precision: str = "fp32"  # or "bf16" (CUDA autocast; the loss stays fp32)
     time_budget_steps: int = 0  # the step count a time budget fixed (0: none)
     balance: float = 0.0  # sources drawn ~ n ** (1 - balance) instead of ~ n (their picture counts)
+    every_box: bool = False  # a box no anchor overlaps by > 0.5 makes its best-shaped anchor foreground
     init: str = ""  # weights the network started from (file and weights id), "" = from scratch
 
     def to_dict(self) -> dict:
@@ -191,7 +198,7 @@ class TrainingSamples(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: list[LabelledImage], width: int, height: int, grids: list[tuple[int, int]],
-                 anchors: list[torch.Tensor], jitter: Jitter, seed: int, balance: float = 0.0):
+                 anchors: list[torch.Tensor], jitter: Jitter, seed: int, balance: float = 0.0, every_box: bool = False):
         sizes = [im.image.size for im in images]
         # balance > 0: a picture of a source of n pictures is drawn with probability ~ n ** -balance
         # (1: every source as often; 0: every picture as often, a permutation per pass), times the
@@ -212,6 +219,11 @@ class TrainingSamples(torch.utils.data.Dataset):
         self.shapes = [im.image.shape for im in images]
         self.width, self.height = width, height
         self.grids, self.anchors, self.jitter, self.seed = grids, anchors, jitter, seed
+        self.every_box = every_box
+        # every head's anchors in input pixels, and which head and anchor of it each one is
+        self.anchor_px = (torch.cat([a.float() * torch.tensor([width / gw, height / gh]) for (gh, gw), a in zip(grids, anchors)])
+                          if anchors else torch.zeros(0, 2))
+        self.anchor_head = [(h, k) for h, a in enumerate(anchors) for k in range(len(a))]
         self._pass: tuple[int, np.ndarray] | None = None
 
     @property
@@ -243,9 +255,15 @@ class TrainingSamples(torch.utils.data.Dataset):
     def __getitem__(self, g: int) -> dict:
         s = self.sample(g)
         boxes, ids = torch.from_numpy(s.boxes), torch.from_numpy(s.ids)
+        force = None
+        if self.every_box and len(boxes):
+            best = best_anchors(boxes[:, 2:] * torch.tensor([self.width, self.height]), self.anchor_px).tolist()
+            force = [torch.tensor([k if self.anchor_head[j][0] == h else -1 for j, k in
+                                   ((j, self.anchor_head[j][1]) for j in best)], dtype=torch.long)
+                     for h in range(len(self.anchors))]
         heads = []
-        for (gh, gw), anchors in zip(self.grids, self.anchors):
-            targets, which = build_head_targets([boxes], [ids], gh, gw, anchors)
+        for h, ((gh, gw), anchors) in enumerate(zip(self.grids, self.anchors)):
+            targets, which = build_head_targets([boxes], [ids], gh, gw, anchors, None if force is None else [force[h]])
             conf = targets.conf[0]
             scale = torch.tensor([gw, gh, gw, gh], dtype=torch.float32)
             _ignore_regions(conf, s.ignore, anchor_boxes(gh, gw, anchors.float()).reshape(-1, 4), scale)
@@ -331,7 +349,8 @@ class JDETrainer:
         self.anchors = [self.model.module_list[y][0].anchor_grid.detach().cpu() for y in self.model.yolo_layers]
         w, h = self.model.input_width, self.model.input_height
         grids = [(h // self.model.layer_strides[i], w // self.model.layer_strides[i]) for i in self.head_layers]
-        self.samples = TrainingSamples(images, w, h, grids, self.anchors, self.jitter, settings.seed, settings.balance)
+        self.samples = TrainingSamples(images, w, h, grids, self.anchors, self.jitter, settings.seed, settings.balance,
+                                       settings.every_box)
         self.positives = [np.zeros(len(a), np.int64) for a in self.anchors]  # foreground anchors seen, per head
         if not any(im.teacher is not None for im in images):
             self.settings.distill_weight = 0.0
