@@ -223,3 +223,26 @@ def test_export_keeps_only_inference_weights_in_half_precision(tiny_cfg_text, tm
         a, b = full(x), half(x)
     assert torch.allclose(a[..., :4], b[..., :4], atol=0.5)  # boxes within half a pixel
     assert torch.allclose(a[..., 4], b[..., 4], atol=2e-3)  # confidences
+
+
+def test_every_box_makes_its_best_shaped_anchor_foreground():
+    from fcm_common.jde_training.targets import best_anchors
+
+    anchors = torch.tensor([[1.0, 3.0], [3.0, 3.0]])  # grid units on an 8x8 grid: a standing and a square shape
+    wide = torch.tensor([[0.5, 0.5, 0.75, 0.1875]])  # 6 x 1.5 cells: IoU 0.14 and 0.33 with the anchors
+    ids = torch.tensor([3])
+    plain, _ = build_head_targets([wide], [ids], 8, 8, anchors)
+    assert not (plain.conf == 1).any()
+    best = best_anchors(wide[:, 2:] * 8, anchors)
+    assert best.tolist() == [1]
+    forced, which = build_head_targets([wide], [ids], 8, 8, anchors, force=[best])
+    assert (forced.conf == 1).sum() == 1 and forced.conf[0, 1, 4, 4] == 1  # at the centre cell
+    assert which[0, 1, 4, 4] == 0 and forced.ids[0, 1, 4, 4] == 3
+    assert forced.deltas[0, 1, 4, 4] == pytest.approx(torch.tensor([0.0, 0.0, math.log(2.0), math.log(0.5)]))
+    # a box that has a foreground anchor by IoU gets nothing more; -1 forces nothing
+    tall = torch.tensor([[0.5, 0.5, 0.125, 0.375]])
+    normal, _ = build_head_targets([tall], [ids], 8, 8, anchors)
+    again, _ = build_head_targets([tall], [ids], 8, 8, anchors, force=[torch.tensor([1])])
+    assert torch.equal(normal.conf, again.conf)
+    none, _ = build_head_targets([wide], [ids], 8, 8, anchors, force=[torch.tensor([-1])])
+    assert torch.equal(none.conf, plain.conf)

@@ -16,6 +16,8 @@ from fcm_common.core.device import resolve_device
 from fcm_common.core.errors import FcmError
 from fcm_common.core.resources import BUNDLED_JDE_CFG, cfg_file
 from fcm_common.data.sources import open_source
+from fcm_common.data.yolo_labels import is_yolo_folder, read_yolo_folder
+from fcm_common.evaluation.detection_ap import APResult, average_precision
 from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate
 from fcm_common.jde_training.augment import Jitter
 from fcm_common.jde_training.data import TeacherSettings, gather_training_data
@@ -31,22 +33,48 @@ from fcm_common.jde_training.trainer import (
 from fcm_common.model.bundled import bundled_weights
 from fcm_common.model.darknet_cfg import parse_cfg_text
 from fcm_common.model.jde import JDE, load_state, read_checkpoint, weights_digest
-from fcm_common.tracking.sequence import track_source
+from fcm_common.tracking.detections import CONF_THRESHOLD
+from fcm_common.tracking.sequence import detect_picture, track_source
+
+AP_MIN_SCORE = 0.01  # detections kept for the precision / recall curve of AP50
+
+
+def detection_ap(model: JDE, folder: Path, device: torch.device, min_score: float = AP_MIN_SCORE,
+                 iou_threshold: float = 0.5) -> APResult:
+    """Detection AP (AP50 by default) of the network on a YOLO-format folder of labelled pictures:
+    each picture letterboxed as tracking does, JDE's NMS, detections scored from ``min_score`` on."""
+    detections, truth = [], []
+    for _, _, image, boxes in read_yolo_folder(folder):
+        dets = detect_picture(model, image, device, min_score)
+        detections.append((dets.tlbr, dets.scores))
+        truth.append(boxes)
+    return average_precision(detections, truth, iou_threshold)
 
 
 def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str, float]:
-    """MOTA / IDF1 of the network with the fcm tracker on validation sequences (pooled)."""
+    """MOTA / IDF1 of the network with the fcm tracker on validation sequences (pooled), and the
+    detection AP50 (with precision and recall at the tracker's score threshold) on YOLO-format folders."""
     eval_model = JDE(model.cfg).to(device)
     load_state(eval_model, {k: v for k, v in model.state_dict().items()})
     eval_model.eval().requires_grad_(False)
-    items = []
+    items, out = [], {}
+    pictures = [f for f in folders if is_yolo_folder(f)]
     for folder in folders:
+        if folder in pictures:
+            continue
         source = open_source(folder)
         seq = track_source(eval_model, source, device)
         items.append(SequenceResult(source.name, source.gt_path, seq.rows, source.seqinfo_path))
-    summary = evaluate(items)  # MOTChallenge devkit rules for MOTChallenge folders
-    row = summary.loc["OVERALL"] if "OVERALL" in summary.index else summary.iloc[0]
-    return {k: float(row[k]) for k in ("MOTA", "IDF1", "FP", "FN", "IDs")}
+    if items:
+        summary = evaluate(items)  # MOTChallenge devkit rules for MOTChallenge folders
+        row = summary.loc["OVERALL"] if "OVERALL" in summary.index else summary.iloc[0]
+        out.update({k: float(row[k]) for k in ("MOTA", "IDF1", "FP", "FN", "IDs")})
+    for folder in pictures:
+        result = detection_ap(eval_model, folder, device)
+        precision, recall = result.at_score(CONF_THRESHOLD)
+        tag = "" if len(pictures) == 1 else f" {folder.parent.name}/{folder.name}"
+        out.update({f"AP50{tag}": result.ap, f"P@{CONF_THRESHOLD}{tag}": precision, f"R@{CONF_THRESHOLD}{tag}": recall})
+    return out
 
 
 @click.command(name="fcm-train-jde", cls=FcmCommand)
@@ -61,8 +89,9 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
               help="Start from these JDE weights (an fcm-train-jde checkpoint or export of the same cfg; 'bundled' "
                    "= the shipped JDE-576x320-fcm) instead of random ones: fine-tuning.")
 @option("--jde-cfg", "cfg_path", aliases=("--cfg",), type=click.Path(path_type=Path), help="Darknet cfg (default: the bundled JDE-576x320 cfg).")
-@click.option("--teacher-video", "footage", multiple=True, type=click.Path(path_type=Path),
-              help="Unlabelled footage to label with the teachers (repeatable).")
+@click.option("--teacher-video", "footage", multiple=True,
+              help="Unlabelled footage to label with the teachers (repeatable): PATH, or PATH:FIRST-LAST for "
+                   "those frames only, with an optional @W sampling weight as for SEQ.")
 @click.option("--teacher-detector", type=click.Path(path_type=Path), help="YOLOX ONNX person detector.")
 @click.option("--teacher-embedder", type=click.Path(path_type=Path), help="OSNet ONNX person embedder (distilled into the embedding).")
 @click.option("--teacher-score", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Teacher box score threshold.")
@@ -71,7 +100,8 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
               help="Teacher boxes scored from this up to --teacher-score are ignored in training (neither person nor background).")
 @click.option("--label-cache", type=click.Path(path_type=Path), help="Folder for teacher labels (default: OUTPUT.labels/).")
 @click.option("--val", "val_folders", multiple=True, type=click.Path(path_type=Path),
-              help="MOTChallenge sequence with gt to report MOTA on at checkpoints (repeatable; never trained on).")
+              help="MOTChallenge sequence with gt to report MOTA on at checkpoints, or a YOLO-format folder "
+                   "(images/, labels/) to report detection AP50 on (repeatable; never trained on).")
 @click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Steps between validation runs (and at the last step).")
 @click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True, help="Total optimisation steps.")
@@ -88,11 +118,16 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True,
               help="Steps between checkpoints (--resume continues from the last one).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (data order, augmentation, initial weights).")
-@click.option("--jitter", type=click.Choice(["wide", "jde", "none"]), default="wide", show_default=True,
-              help="Augmentation: wide = every person size 16..320 px, perspective, blur, night, grey; jde = JDE's own.")
+@click.option("--jitter", type=click.Choice(["wide", "mild", "jde", "none"]), default="wide", show_default=True,
+              help="Augmentation: wide = every person size 16..320 px, perspective, blur, night, grey; jde = JDE's own; "
+                   "mild = JDE's scales mostly, wide's zoom and scene changes more rarely (fine-tuning).")
 @click.option("--balance", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Draw a picture of a source of n pictures with probability ~ n^-BALANCE: 0 = every picture as "
                    "often, 1 = every source as often (a source: a sequence, a video, a folder of pictures).")
+@click.option("--every-box", is_flag=True,
+              help="A person box that no anchor overlaps by more than 0.5 (seated or half-hidden people are wider than "
+                   "JDE's pedestrian anchors) makes the anchor of the best shape at its centre foreground (YOLOv3's "
+                   "rule) instead of being only background.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes preparing batches (default: 0 on a CPU, up to 12 with a GPU).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
@@ -107,9 +142,14 @@ def validate(model: JDE, folders: list[Path], device: torch.device) -> dict[str,
 @device_option
 def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, footage, teacher_detector, teacher_embedder, teacher_score,
          teacher_step, teacher_uncertain, label_cache, val_folders, val_every, steps, batch_size, optimizer, lr, warmup,
-         weight_decay, distill_weight, checkpoint_every, seed, jitter, balance, workers, precision, time_budget, threads, resume,
+         weight_decay, distill_weight, checkpoint_every, seed, jitter, balance, every_box, workers, precision, time_budget, threads, resume,
          export_path, device):
-    """Train JDE from scratch on MOTChallenge SEQuences (frames FIRST..LAST only, if given) and footage."""
+    """Train JDE from scratch on MOTChallenge SEQuences (frames FIRST..LAST only, if given) and footage.
+
+    A SEQ is a MOTChallenge folder with gt/gt.txt (PATH:FIRST-LAST for those frames only), a folder
+    prepared with --prepare, or a YOLO-format folder of labelled pictures (images/ and labels/ with
+    `class cx cy w h` rows, every class a person, no identities: detection and, with
+    --teacher-embedder, appearance distillation). PATH...@W draws its pictures W times as often."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -122,17 +162,18 @@ def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, 
     if resume and not output.is_file():
         raise FcmError(f"cannot resume: {output} not found")
     for folder in val_folders:
-        if open_source(folder).gt_path is None:
+        if not is_yolo_folder(folder) and open_source(folder).gt_path is None:
             raise FcmError(f"validation sequence {folder} has no gt/gt.txt")
     cfg_text = (cfg_path or cfg_file(BUNDLED_JDE_CFG)).read_text()
     teacher = (TeacherSettings(teacher_detector, teacher_embedder, teacher_score, teacher_step, teacher_uncertain)
-               if teacher_detector else None)
+               if teacher_detector or teacher_embedder else None)
     dev = resolve_device(device)
     specs = [SequenceSpec.parse(s) for s in sequences]
+    footage_specs = [SequenceSpec.parse(s) for s in footage]
     with progress() as bar:
         task = bar.add_task("labelling footage" if footage else "loading", total=None)
         cache = label_cache or (output.with_suffix(".labels") if output is not None else prepare_dir / "labels-cache")
-        data = gather_training_data(specs, list(footage), teacher, cache, lambda n: bar.advance(task, n))
+        data = gather_training_data(specs, footage_specs, teacher, cache, lambda n: bar.advance(task, n))
     print_table("training data", ["source", "pictures", "boxes"], data.summary)
     if prepare_dir is not None:
         with progress() as bar:
@@ -145,10 +186,11 @@ def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, 
         workers = min(12, max(1, (os.cpu_count() or 2) - 2)) if dev.type == "cuda" else 0
     if precision == "auto":
         precision = "bf16" if dev.type == "cuda" else "fp32"
-    jitters = {"wide": Jitter.wide(), "jde": Jitter.jde(), "none": Jitter.none()}
+    jitters = {"wide": Jitter.wide(), "mild": Jitter.mild(), "jde": Jitter.jde(), "none": Jitter.none()}
     settings = JDETrainSettings(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup=warmup,
                                 weight_decay=weight_decay, distill_weight=distill_weight, seed=seed,
-                                checkpoint_every=checkpoint_every, jitter=asdict(jitters[jitter]), balance=balance, workers=workers,
+                                checkpoint_every=checkpoint_every, jitter=asdict(jitters[jitter]), balance=balance,
+                                every_box=every_box, workers=workers,
                                 precision=precision)
     init_state = None
     if init_path is not None and not resume:
@@ -208,7 +250,8 @@ def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, 
             results.append({"step": step, **scores})
             with open(log_path, "a") as fh:
                 fh.write(json.dumps({"step": step, "validation": scores}) + "\n")
-            stderr_console.print(f"step {step}: validation MOTA {scores['MOTA']:.4f} IDF1 {scores['IDF1']:.4f}")
+            stderr_console.print(f"step {step}: validation " + " ".join(
+                f"{k} {v:.4f}" for k, v in scores.items() if k in ("MOTA", "IDF1") or k.startswith("AP50")))
 
     began = time.perf_counter()
     try:
@@ -234,5 +277,7 @@ def main(sequences, output, prepare_dir, prepare_max_side, init_path, cfg_path, 
         size = export_for_inference(load_training_checkpoint(output), export_path)
         stderr_console.print(f"inference weights: {export_path} ({size / 2**20:.1f} MiB)")
     if results:
-        print_table("validation (fcm tracker)", ["step", "MOTA", "IDF1", "FP", "FN", "IDs"],
-                    [[r["step"], r["MOTA"], r["IDF1"], int(r["FP"]), int(r["FN"]), int(r["IDs"])] for r in results])
+        keys = [k for k in results[0] if k != "step"]
+        print_table("validation (fcm tracker: MOTA ...; detection: AP50, precision and recall at the tracker's threshold)",
+                    ["step", *keys], [[r["step"], *(int(r[k]) if k in ("FP", "FN", "IDs") else r[k] for k in keys)]
+                                      for r in results])

@@ -1,7 +1,8 @@
 """Labelled training pictures: MOTChallenge sequences with ground truth, and footage labelled by teachers.
 
 A sequence is named ``PATH`` or ``PATH:FIRST-LAST`` (1-based frame numbers, both included), so the
-frames kept for validation are never read for training. Identities are renumbered across all
+frames kept for validation are never read for training; a ``@W`` suffix (``PATH:1-550@2``) draws its
+pictures W times as often as the others' (a sampling weight, on top of ``--balance``). Identities are renumbered across all
 labelled sequences (0..nID-1); teacher-labelled boxes carry no identity (-1). Rows that the
 MOTChallenge evaluation ignores (consider flag 0, or a class other than pedestrian in the 9-column
 MOT16/17 layout) become *ignore regions*: anchors on them are neither foreground nor background.
@@ -34,6 +35,7 @@ class LabelledImage:
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     teacher: np.ndarray | None = None  # (N, D) teacher appearance embeddings, or None
     origin: str = ""
+    weight: float = 1.0  # how often the picture is drawn, relative to the others (a SEQ's @W)
 
 
 @dataclass(frozen=True)
@@ -41,20 +43,25 @@ class SequenceSpec:
     path: Path
     first: int | None = None
     last: int | None = None
+    weight: float = 1.0  # sampling weight of its pictures (``@W``)
 
     @classmethod
     def parse(cls, text: str) -> SequenceSpec:
-        match = re.fullmatch(r"(.+?)(?::(\d+)-(\d+))?", str(text))
-        path, first, last = match.group(1), match.group(2), match.group(3)
+        match = re.fullmatch(r"(.+?)(?::(\d+)-(\d+))?(?:@(\d+(?:\.\d*)?|\.\d+))?", str(text))
+        path, first, last, weight = match.group(1), match.group(2), match.group(3), match.group(4)
         if first is not None and int(first) > int(last):
             raise TrainingDataError(f"{text}: empty frame range {first}-{last}")
-        return cls(Path(path), int(first) if first else None, int(last) if last else None)
+        if weight is not None and float(weight) <= 0:
+            raise TrainingDataError(f"{text}: the sampling weight @{weight} must be positive")
+        return cls(Path(path), int(first) if first else None, int(last) if last else None,
+                   float(weight) if weight else 1.0)
 
     def keeps(self, frame: int) -> bool:
         return (self.first is None or frame >= self.first) and (self.last is None or frame <= self.last)
 
     def __str__(self) -> str:
-        return f"{self.path}" + (f":{self.first}-{self.last}" if self.first is not None else "")
+        return (f"{self.path}" + (f":{self.first}-{self.last}" if self.first is not None else "")
+                + (f"@{self.weight:g}" if self.weight != 1 else ""))
 
 
 def read_training_gt(path: Path) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -90,7 +97,7 @@ def load_sequence(spec: SequenceSpec, first_id: int = 0) -> tuple[list[LabelledI
             continue
         boxes, ids, ignore = gt.get(frame, empty)
         images.append(LabelledImage(image, boxes, np.array([mapping[int(i)] for i in ids], np.int64), ignore,
-                                    origin=f"{source.name}:{frame}"))
+                                    origin=f"{source.name}:{frame}", weight=spec.weight))
     if not images:
         raise TrainingDataError(f"{spec}: no frames in that range")
     return images, len(raw_ids)

@@ -13,6 +13,12 @@ uses the same convention. Each anchor takes the ground-truth box of highest IoU:
 - otherwise ignored (target -1, left out of the confidence loss).
 
 The identity of an anchor is that box's identity when IoU > 0.5, else -1.
+
+A box whose shape differs from every anchor's (a seated or half-hidden person is far wider than JDE's
+standing-pedestrian anchors, about 1:3) overlaps no anchor by more than 0.5 and would be no anchor's
+foreground: it would only be taught as background. With ``force`` (fcm's addition, YOLOv3's rule), such
+a box also makes the anchor of the best shape at its centre cell foreground (:func:`best_anchors` picks
+it over all heads).
 """
 
 from __future__ import annotations
@@ -64,10 +70,21 @@ def encode_deltas(gt: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     )
 
 
+def best_anchors(sizes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Index of the anchor of best shape (IoU of the two centred on one point) for each box size;
+    ``sizes`` (N, 2) and ``anchors`` (K, 2) are widths and heights in one unit (pixels)."""
+    inter = torch.minimum(sizes[:, None], anchors[None]).prod(-1)
+    union = sizes.prod(-1)[:, None] + anchors.prod(-1)[None] - inter
+    return (inter / union.clamp(min=1e-9)).argmax(1)
+
+
 def build_head_targets(
-    boxes: list[torch.Tensor], ids: list[torch.Tensor], grid_h: int, grid_w: int, anchors: torch.Tensor
+    boxes: list[torch.Tensor], ids: list[torch.Tensor], grid_h: int, grid_w: int, anchors: torch.Tensor,
+    force: list[torch.Tensor] | None = None,
 ) -> tuple[HeadTargets, torch.Tensor]:
     """Targets for a batch; ``boxes[b]`` is (N, 4) normalised ``(cx, cy, w, h)``, ``ids[b]`` (N,) long.
+    ``force[b]`` (N,) long: per box, an anchor of this head made foreground at the box's centre cell
+    when the box is no anchor's foreground by IoU (-1: none).
 
     Also returns, per anchor, the index of the box it was matched to (-1 where not foreground),
     so that per-box data (teacher embeddings) can follow the assignment.
@@ -100,4 +117,16 @@ def build_head_targets(
         if fg.any():
             deltas[b][fg] = encode_deltas(g[which[fg]], mesh[fg])
             matched[b][fg] = which[fg]
+        if force is not None:
+            has_anchor = torch.zeros(len(g), dtype=torch.bool)
+            has_anchor[which[fg].unique()] = True
+            for n in torch.nonzero((force[b] >= 0) & ~has_anchor).flatten().tolist():
+                k = int(force[b][n])
+                col, row = int(torch.round(g[n, 0])), int(torch.round(g[n, 1]))
+                if conf[b, k, row, col] == 1:  # another box's foreground already
+                    continue
+                conf[b, k, row, col] = 1
+                deltas[b, k, row, col] = encode_deltas(g[n:n + 1], mesh[k, row, col][None])[0]
+                tids[b, k, row, col] = int(gid[n])
+                matched[b, k, row, col] = n
     return HeadTargets(conf, deltas, tids), matched

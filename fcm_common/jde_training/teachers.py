@@ -133,8 +133,11 @@ def label_footage(
     cache: Path | None = None,
     progress=None,
     keep_score: float | None = None,
+    first: int = 1,
+    last: int | None = None,
 ) -> list[LabelledImage]:
-    """Every ``step``-th frame of unlabelled footage, with teacher boxes (no identities) and, with an
+    """Every ``step``-th frame of unlabelled footage (of its frames ``first..last``, 1-based, counted
+    from ``first``), with teacher boxes (no identities) and, with an
     encoder, teacher embeddings. Boxes the detector scores below ``keep_score`` (default: its own
     threshold) become ignore regions: the teacher is unsure, so the student is taught neither way.
     Labels are cached in ``cache`` (an .npz) when given: the teachers run once per footage and
@@ -144,7 +147,9 @@ def label_footage(
     labels = _read_cache(cache) if cache is not None and cache.is_file() else None
     images, computed = [], {"frame": [], "boxes": [], "scores": [], "embeddings": []}
     for index, frame in enumerate(source.frames(), start=1):
-        if (index - 1) % step:
+        if last is not None and index > last:
+            break
+        if index < first or (index - first) % step:
             continue
         if labels is not None:
             boxes, scores, emb = labels.get(index, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32),

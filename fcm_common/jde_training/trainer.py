@@ -34,7 +34,13 @@ from fcm_common.jde_training.losses import (
     head_loss,
 )
 from fcm_common.jde_training.samples import LabelledImage
-from fcm_common.jde_training.targets import HeadTargets, anchor_boxes, box_iou_cxcywh, build_head_targets
+from fcm_common.jde_training.targets import (
+    HeadTargets,
+    anchor_boxes,
+    best_anchors,
+    box_iou_cxcywh,
+    build_head_targets,
+)
 from fcm_common.model.darknet_cfg import parse_cfg_text
 from fcm_common.model.jde import JDE, load_state
 
@@ -67,6 +73,7 @@ class JDETrainSettings:
     precision: str = "fp32"  # or "bf16" (CUDA autocast; the loss stays fp32)
     time_budget_steps: int = 0  # the step count a time budget fixed (0: none)
     balance: float = 0.0  # sources drawn ~ n ** (1 - balance) instead of ~ n (their picture counts)
+    every_box: bool = False  # a box no anchor overlaps by > 0.5 makes its best-shaped anchor foreground
     init: str = ""  # weights the network started from (file and weights id), "" = from scratch
 
     def to_dict(self) -> dict:
@@ -191,25 +198,32 @@ class TrainingSamples(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: list[LabelledImage], width: int, height: int, grids: list[tuple[int, int]],
-                 anchors: list[torch.Tensor], jitter: Jitter, seed: int, balance: float = 0.0):
+                 anchors: list[torch.Tensor], jitter: Jitter, seed: int, balance: float = 0.0, every_box: bool = False):
         sizes = [im.image.size for im in images]
         # balance > 0: a picture of a source of n pictures is drawn with probability ~ n ** -balance
-        # (1: every source as often; 0: every picture as often, a permutation per pass)
+        # (1: every source as often; 0: every picture as often, a permutation per pass), times the
+        # picture's own weight (its SEQ's @W)
         self.balance = balance
         origins = [im.origin.rsplit(":", 1)[0] for im in images]
         counts = {o: origins.count(o) for o in set(origins)}
-        weights = np.array([counts[o] ** -balance for o in origins], np.float64)
+        weights = np.array([counts[o] ** -balance * im.weight for o, im in zip(origins, images)], np.float64)
         self.weights = weights / weights.sum()
+        self.weighted = bool(balance) or bool(np.ptp(weights) > 0)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.pixels = torch.empty(int(self.offsets[-1]), dtype=torch.uint8)
         for im, start, size in zip(images, self.offsets, sizes):
             self.pixels[int(start):int(start) + size] = torch.from_numpy(np.ascontiguousarray(im.image).reshape(-1))
         self.pixels.share_memory_()
-        self.labels = [LabelledImage(np.empty((0, 0, 3), np.uint8), im.boxes, im.ids, im.ignore, im.teacher, im.origin)
-                       for im in images]
+        self.labels = [LabelledImage(np.empty((0, 0, 3), np.uint8), im.boxes, im.ids, im.ignore, im.teacher, im.origin,
+                                     im.weight) for im in images]
         self.shapes = [im.image.shape for im in images]
         self.width, self.height = width, height
         self.grids, self.anchors, self.jitter, self.seed = grids, anchors, jitter, seed
+        self.every_box = every_box
+        # every head's anchors in input pixels, and which head and anchor of it each one is
+        self.anchor_px = (torch.cat([a.float() * torch.tensor([width / gw, height / gh]) for (gh, gw), a in zip(grids, anchors)])
+                          if anchors else torch.zeros(0, 2))
+        self.anchor_head = [(h, k) for h, a in enumerate(anchors) for k in range(len(a))]
         self._pass: tuple[int, np.ndarray] | None = None
 
     @property
@@ -220,7 +234,7 @@ class TrainingSamples(torch.utils.data.Dataset):
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
         pixels = self.pixels[start:end].numpy().reshape(self.shapes[i])
         label = self.labels[i]
-        return LabelledImage(pixels, label.boxes, label.ids, label.ignore, label.teacher, label.origin)
+        return LabelledImage(pixels, label.boxes, label.ids, label.ignore, label.teacher, label.origin, label.weight)
 
     def __len__(self) -> int:  # sample numbers are unbounded; the sampler decides which are drawn
         return 1 << 62
@@ -230,7 +244,7 @@ class TrainingSamples(torch.utils.data.Dataset):
         epoch = g // n
         if self._pass is None or self._pass[0] != epoch:
             rng = np.random.default_rng([self.seed, 1, epoch])
-            order = rng.permutation(n) if not self.balance else rng.choice(n, n, p=self.weights)
+            order = rng.permutation(n) if not self.weighted else rng.choice(n, n, p=self.weights)
             self._pass = (epoch, order)
         return int(self._pass[1][g % n])
 
@@ -241,9 +255,15 @@ class TrainingSamples(torch.utils.data.Dataset):
     def __getitem__(self, g: int) -> dict:
         s = self.sample(g)
         boxes, ids = torch.from_numpy(s.boxes), torch.from_numpy(s.ids)
+        force = None
+        if self.every_box and len(boxes):
+            best = best_anchors(boxes[:, 2:] * torch.tensor([self.width, self.height]), self.anchor_px).tolist()
+            force = [torch.tensor([k if self.anchor_head[j][0] == h else -1 for j, k in
+                                   ((j, self.anchor_head[j][1]) for j in best)], dtype=torch.long)
+                     for h in range(len(self.anchors))]
         heads = []
-        for (gh, gw), anchors in zip(self.grids, self.anchors):
-            targets, which = build_head_targets([boxes], [ids], gh, gw, anchors)
+        for h, ((gh, gw), anchors) in enumerate(zip(self.grids, self.anchors)):
+            targets, which = build_head_targets([boxes], [ids], gh, gw, anchors, None if force is None else [force[h]])
             conf = targets.conf[0]
             scale = torch.tensor([gw, gh, gw, gh], dtype=torch.float32)
             _ignore_regions(conf, s.ignore, anchor_boxes(gh, gw, anchors.float()).reshape(-1, 4), scale)
@@ -329,7 +349,8 @@ class JDETrainer:
         self.anchors = [self.model.module_list[y][0].anchor_grid.detach().cpu() for y in self.model.yolo_layers]
         w, h = self.model.input_width, self.model.input_height
         grids = [(h // self.model.layer_strides[i], w // self.model.layer_strides[i]) for i in self.head_layers]
-        self.samples = TrainingSamples(images, w, h, grids, self.anchors, self.jitter, settings.seed, settings.balance)
+        self.samples = TrainingSamples(images, w, h, grids, self.anchors, self.jitter, settings.seed, settings.balance,
+                                       settings.every_box)
         self.positives = [np.zeros(len(a), np.int64) for a in self.anchors]  # foreground anchors seen, per head
         if not any(im.teacher is not None for im in images):
             self.settings.distill_weight = 0.0

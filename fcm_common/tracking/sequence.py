@@ -14,8 +14,8 @@ import torch
 
 from fcm_common.data.mot_format import MotRow
 from fcm_common.data.sources import FrameSource
-from fcm_common.model.preprocess import Letterbox, network_inputs
-from fcm_common.tracking.detections import Detections, postprocess
+from fcm_common.model.preprocess import Letterbox, network_inputs, preprocess
+from fcm_common.tracking.detections import CONF_THRESHOLD, Detections, postprocess
 from fcm_common.tracking.tracker import JDETracker
 
 
@@ -84,3 +84,12 @@ def track_source(
                 if on_frame:
                     on_frame(1)
     return seq
+
+
+def detect_picture(model, image: np.ndarray, device: torch.device, conf_threshold: float = CONF_THRESHOLD) -> Detections:
+    """JDE's detections of one RGB picture of any size (letterboxed to the network's input as
+    tracking does), kept from ``conf_threshold`` on (low for a precision / recall curve)."""
+    x, box = preprocess(image, model.input_width, model.input_height)
+    with torch.inference_mode():
+        rows = model(x[None].to(device))[0]
+    return postprocess(rows, box, conf_threshold)
