@@ -9,7 +9,7 @@
 #   make bench-codec  VVenC presets against VTM low delay on real packed features: BD-rate on PSNR and MOTA
 #   make bench-msfc   advMSFC MSFF / MSFR time per frame and parameters per split
 #   make bench-stream live streaming: paced sample and clip through a pipe and TCP, capture-to-tracks latency,
-#                     frames skipped, MOTA (STREAM_QPS="17 22" for the rate points), and an overload row (25 fps)
+#                     frames skipped, MOTA (STREAM_QPS, default 32: the bundled backbone's >= 90 % point), an overload row (25 fps)
 #   make bench-part1  NN part 1 variants (channels-last, oneDNN, bf16, onnxruntime): time, feature error, tracks
 #   make fuzz         mutated and forged bitstreams through the decoder (vvenc, lossless; anchor, advmsfc)
 #   make vtm          build the VTM reference codec into ./vtm (needs network)
@@ -47,7 +47,7 @@ test-fast:
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # make demo: measured on the 2-core development CPU (README, "What the first commands print")
-DEMO_TIME = about 2 minutes (94 s measured)
+DEMO_TIME = about 1.5 minutes (84 s measured)
 demo:
 	@mkdir -p out/demo && date +%s > out/demo/.start
 	@echo "make demo: the shipped sample (100 frames) through fcm-track, then advMSFC (QP 32 and 17) and the anchor (QP 32), backbone split"

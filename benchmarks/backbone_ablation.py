@@ -167,6 +167,8 @@ def main() -> None:
     for name, _, _ in steps:
         pts = [points[f"{name}|{qp}"] for qp in qps]
         rates, motas = [p[0] for p in pts], [p[1] for p in pts]
+        kept = efficient_points(rates, motas)  # as make rd: dominated points are left out of the BD-rate
+        rates, motas = [rates[i] for i in kept], [motas[i] for i in kept]
         bd = "-"
         if previous is not None:
             try:

@@ -89,7 +89,7 @@ class AdvMSFCMethod(FeatureMethod):
         fused = self.model.fused_channels
         if not 1 <= keep <= fused:
             raise FcmError(f"{keep} kept channels: must be within 1..{fused} for {self.checkpoint.split}")
-        return AdvMSFCMethod(self.checkpoint, keep, self.qact, self.channels)
+        return type(self)(self.checkpoint, keep, self.qact, self.channels)  # a subclass (an encoder variant) stays itself
 
     @classmethod
     def for_decoding(cls, device, model_path=None, model_id: bytes | None = None, **_) -> AdvMSFCMethod:
