@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from conftest import assert_one_line_error, run_cli, run_in_process
 
@@ -84,17 +85,20 @@ def test_training_option_errors_are_one_line(tmp_path, small_sequence, small_cfg
     assert not model.exists()
 
 
-def _reference(jde, method: AdvMSFCMethod, seq, lo, hi) -> SequenceTracker:
-    """MSFF -> keep k -> quantise/dequantise -> zero-fill -> MSFR -> part 2, in-process."""
+def _reference(jde, method: AdvMSFCMethod, seq, lo, hi) -> tuple[SequenceTracker, list]:
+    """MSFF -> keep k -> quantise/dequantise -> zero-fill -> MSFR -> part 2, in-process; the tracker and
+    the reconstructed features of every frame (the random network finds nobody on this sequence, so the
+    features are what the comparison rests on)."""
     source = open_source(seq)
-    ref = SequenceTracker(source.fps)
+    ref, features = SequenceTracker(source.fps), []
     with torch.inference_mode():
         for batch, boxes in network_inputs(source, jde.input_width, jde.input_height):
             code = method.model.encode(jde.forward_part1(batch, "backbone"))[:, : method.keep]
             back = dequantize(quantize(code, lo, hi), lo, hi)
             feats = method.model.decode(method.model.zero_fill(back, 536))
+            features.append([f[0].float().numpy() for f in feats])
             ref.push(jde.forward_part2(feats, "backbone")[0], boxes[0])
-    return ref
+    return ref, features
 
 
 def test_lossless_advmsfc_stream_reproduces_the_in_process_pipeline(trained, small_jde, small_sequence):
@@ -105,9 +109,14 @@ def test_lossless_advmsfc_stream_reproduces_the_in_process_pipeline(trained, sma
     header, payload = bitstream.parse(data)
     assert header.method == "advmsfc" and header.coded_channels == [96] and header.fused_channels == (536,)
     assert header.model_id == method.model_id and report.header_bytes == header.header_size < 200  # one segment
-    out = decode_stream(header, payload, len(data), small_jde, torch.device("cpu"), model_path=str(model))
+    out = decode_stream(header, payload, len(data), small_jde, torch.device("cpu"), model_path=str(model),
+                        keep_features=True)
     lo, hi = header.ranges[0]
-    ref = _reference(small_jde, method, small_sequence, lo, hi)
+    ref, features = _reference(small_jde, method, small_sequence, lo, hi)
+    assert list(out.features) == ["layer_84", "layer_99", "layer_114"] and len(features) == report.frames > 0
+    for i, got in enumerate(out.features.values()):  # bit-exact: lossless coding of the same quantised code
+        want = np.stack([f[i] for f in features])
+        assert got.shape == want.shape and (got == want).all()
     assert out.tracker.rows == ref.rows
     assert all((a == b).all() for a, b in zip(out.tracker.frame_detections, ref.frame_detections))
 
