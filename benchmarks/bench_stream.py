@@ -19,6 +19,7 @@ pacing: every frame, NN part 1 on torch).
 
     python benchmarks/bench_stream.py [--frames 100] [--qps 32] [--fps 7 10] [--transports pipe tcp]
                                       [--overload-fps 25] [--sources ...] [--encode-args '--preset faster']
+                                      [--key-file KEY]
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from fcm_common.cli.support import print_table  # noqa: E402
 from fcm_common.coding import segments  # noqa: E402
+from fcm_common.coding.stream_key import read_key_file  # noqa: E402
+from fcm_common.core.errors import FcmError  # noqa: E402
 from fcm_common.core.threads import choose_threads  # noqa: E402
 from fcm_common.data.sources import open_source  # noqa: E402
 from fcm_common.evaluation.mot_metrics import SequenceResult, evaluate  # noqa: E402
@@ -62,7 +65,7 @@ class _ArrivalTimes:
     """The byte pieces, passed on, and when each picture unit arrived: (capture time, arrival time)."""
 
     def __init__(self, chunks):
-        self.chunks, self.reader, self.header = chunks, segments.UnitReader(), None
+        self.chunks, self.reader, self.header, self.keyed = chunks, segments.UnitReader(), None, False
         self.arrivals: list[tuple[float, float]] = []
 
     def __iter__(self):
@@ -72,12 +75,17 @@ class _ArrivalTimes:
                 for unit in self.reader.feed(chunk):
                     if isinstance(unit, segments.Damage):
                         continue
+                    # a keyed stream's units end in their MAC: cut here to read the times (the decoder checks it)
                     if unit.kind == segments.SEGMENT:
-                        self.header = segments.parse_segment(unit.body)
+                        self.keyed = segments.is_keyed_segment(unit.body)
+                        self.header = segments.parse_segment(self._body(unit))
                     elif unit.kind == segments.PICTURE and self.header is not None:
-                        picture = segments.parse_picture(unit.body, self.header)
+                        picture = segments.parse_picture(self._body(unit), self.header)
                         self.arrivals += [(record.capture_time, now) for record in picture.records]
             yield chunk
+
+    def _body(self, unit) -> bytes:
+        return unit.body[: -segments.TAG_BYTES] if self.keyed else unit.body
 
     def stop(self) -> None:
         stop = getattr(self.chunks, "stop", None)
@@ -108,9 +116,12 @@ def file_mota(model, source: Path, qp: int, frames: int, extra: list[str]) -> fl
     return _mota(source, report.tracker.rows, frames)
 
 
-def run(model, source: Path, qp: int, fps: float, transport: str, frames: int, extra: list[str]) -> dict:
+def run(model, source: Path, qp: int, fps: float, transport: str, frames: int, extra: list[str],
+        key_file: Path | None = None) -> dict:
     exe = Path(sys.executable).parent / "fcm-encode"
     args = [str(exe), str(source), "--realtime", "--fps", str(fps), "--qp", str(qp), "--frames", str(frames), *extra]
+    if key_file is not None:  # a keyed stream: every unit sealed by the encoder and checked here
+        args += ["--key-file", str(key_file)]
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the threads the encoder picks
     if transport == "tcp":
         listener = TcpListener(f"tcp://127.0.0.1:{_free_port()}")
@@ -126,7 +137,8 @@ def run(model, source: Path, qp: int, fps: float, transport: str, frames: int, e
     tracked: list[float] = []
     start = time.time()
     report = decode_units(timed, model, torch.device("cpu"), on_warning=warnings.append,
-                          on_frame=lambda rows, number, latency: tracked.append(time.time()))
+                          on_frame=lambda rows, number, latency: tracked.append(time.time()),
+                          stream_key=read_key_file(key_file) if key_file is not None else None)
     wall = time.time() - start
     err = enc.stderr.read()
     err = err.decode() if isinstance(err, bytes) else err
@@ -166,7 +178,15 @@ def main() -> int:
                         help="the sample paced faster than the machine codes, through a pipe (none: no overload row)")
     parser.add_argument("--no-mota", action="store_true", help="skip the MOTA columns (the file encodings)")
     parser.add_argument("--encode-args", default="", help="extra fcm-encode options, e.g. '--preset faster'")
+    parser.add_argument("--key-file", type=Path, help="keyed live streams (fcm-encode --key-file; the decoder checks "
+                        "every unit's MAC); the file encodings for the MOTA column stay unkeyed")
     args = parser.parse_args()
+    if args.key_file is not None:
+        try:
+            read_key_file(args.key_file)  # a bad key file is one error line before any run
+        except FcmError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     threads = choose_threads(live=True)  # the decoder's share, as fcm-decode picks it for a live stream
     if threads:
         torch.set_num_threads(threads)
@@ -180,7 +200,7 @@ def main() -> int:
         if not source.exists():
             print(f"skipped (not found): {source}", file=sys.stderr)
             continue
-        r = run(model, source, qp, fps, transport, args.frames, extra)
+        r = run(model, source, qp, fps, transport, args.frames, extra, args.key_file)
         if r["status"]:
             print(f"fcm-encode failed ({source.name}, QP {qp}, {fps} fps, {transport}): {r['stderr'].strip()}",
                   file=sys.stderr)
@@ -202,7 +222,8 @@ def main() -> int:
     print_table(
         f"make bench-stream, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, load average {load:.1f} at the end; latency = capture -> tracks (ms); "
-        f"{args.frames} source frames a run; encoder args: {args.encode_args or 'none'}",
+        f"{args.frames} source frames a run; encoder args: {args.encode_args or 'none'}"
+        f"{'; keyed' if args.key_file else ''}",
         ["source", "QP", "fps", "transport", "frames", "skipped", "effective fps", "lost", "dropped", "p50", "p95",
          "max", "1st quarter", "last quarter", "pace", "to unit out p50", "unit to tracks p50", "kbps", "MOTA",
          "MOTA file"],
