@@ -39,7 +39,7 @@ from fcm_common.coding import bitstream, segments
 from fcm_common.coding.codecs import CodecError, check_decoded_frame, decoder_codec
 from fcm_common.coding.frame_coding import FrameFormat, frame_to_tensors
 from fcm_common.coding.methods import FeatureMethod, method_for_decoding
-from fcm_common.coding.rate import kbps
+from fcm_common.coding.rate import effective_fps, kbps
 from fcm_common.coding.stream_key import UnitVerifier
 from fcm_common.core.errors import FcmError
 from fcm_common.core.timing import StageTimer
@@ -97,9 +97,7 @@ class StreamReport:
     @property
     def effective_fps(self) -> float:
         """Frames decoded per second of the source (its frame rate, less the frames the encoder skipped)."""
-        if self.params is None:
-            return 0.0
-        return float(self.params.fps) * self.frames / max(self.frames + self.skipped, 1)
+        return effective_fps(float(self.params.fps), self.frames, self.skipped) if self.params else 0.0
 
     @property
     def ok(self) -> bool:
@@ -162,7 +160,6 @@ class _Feeder(threading.Thread):
         self.jobs: queue.Queue = queue.Queue(JOBS_WAITING)
         self.reader = segments.UnitReader()
         self.current: _Job | None = None
-        self.started = False  # a segment header was seen (bytes before it: joining mid-stream)
         self.codecs: dict[str, object] = {}
         self.stopping = threading.Event()
         self.verifier = UnitVerifier(key) if key is not None else None
@@ -326,7 +323,7 @@ class _Feeder(threading.Thread):
             self.current = self.last = job
             self.session = self.session or header
             self.unit_number = 1
-            self.started = self.connection_taken = True
+            self.connection_taken = True
             self._put(job)
         elif unit.kind == segments.PICTURE:
             job = self.current

@@ -34,7 +34,7 @@ from fcm_common.coding.frame_coding import FrameFormat, padded_size, tensors_to_
 from fcm_common.coding.methods import FeatureMethod
 from fcm_common.coding.packing import FrameLayout
 from fcm_common.coding.quantization import RangeSpec, float32_range, value_range, zero_level
-from fcm_common.coding.rate import kbps
+from fcm_common.coding.rate import effective_fps, kbps
 from fcm_common.coding.segments import FrameRecord
 from fcm_common.core.errors import FcmError
 from fcm_common.core.timing import StageTimer
@@ -111,7 +111,7 @@ class EncodeReport:
     @property
     def effective_fps(self) -> float:
         """Frames coded per second of the source."""
-        return self.fps * self.frames / max(self.source_frames, 1)
+        return effective_fps(self.fps, self.frames, self.skipped)
 
     @property
     def kbps(self) -> float:

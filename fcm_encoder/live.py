@@ -64,11 +64,15 @@ class SkipPolicy:
 
     def took(self, seconds: float) -> None:
         """The encoder spent ``seconds`` on a frame (from taking it to asking for the next)."""
-        self.cost = seconds if self.cost == 0 else self.cost + self.weight * (seconds - self.cost)
+        self.cost = self._mean(self.cost, seconds)
 
     def sent(self, seconds: float) -> None:
         """A frame's picture unit left ``seconds`` after the frame was given to the codec."""
-        self.delay = seconds if self.delay == 0 else self.delay + self.weight * (seconds - self.delay)
+        self.delay = self._mean(self.delay, seconds)
+
+    def _mean(self, mean: float, seconds: float) -> float:
+        """The running mean with ``seconds`` added (the first measurement: itself)."""
+        return seconds if mean == 0 else mean + self.weight * (seconds - mean)
 
 
 class LiveFrames:
@@ -85,8 +89,6 @@ class LiveFrames:
         self.error: BaseException | None = None
         self.stopping = False
         self.skipped = self.taken = 0
-        self.first_capture: float | None = None
-        self.last_index = -1  # the last frame read from the source
 
     def _read(self) -> None:
         try:
@@ -95,7 +97,6 @@ class LiveFrames:
                     if self.stopping:
                         return
                     self.waiting.append(frame)
-                    self.last_index = frame.index
                     self._prune(time.time())
                     self.cond.notify()
         except BaseException as exc:  # noqa: BLE001 - raised in the encoder's thread
@@ -129,8 +130,6 @@ class LiveFrames:
                         return
                     frame = self.waiting.popleft()
                 self.taken += 1
-                if self.first_capture is None:
-                    self.first_capture = frame.capture_time
                 handed = time.time()
                 yield frame
         finally:
@@ -139,12 +138,3 @@ class LiveFrames:
                 self.waiting.clear()
             thread.join(timeout=1)
 
-    @property
-    def source_frames(self) -> int:
-        """Frames of the source read so far (taken, skipped or waiting)."""
-        return self.last_index + 1
-
-    def effective_fps(self) -> float:
-        """Frames taken per second of the source's time."""
-        covered = self.taken + self.skipped
-        return self.source.fps * self.taken / covered if covered else 0.0

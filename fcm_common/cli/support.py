@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fcm_common.coding.identifiers import hex_id
+from fcm_common.coding.rate import effective_fps
 from fcm_common.core.device import DEVICE_CHOICES
 from fcm_common.core.errors import FcmError
 from fcm_common.model.bundled import BUNDLED_JDE_NAME, choose_network, load_network
@@ -238,7 +239,7 @@ class SkipStatus:
             return
         self.skipped = skipped
         text = (f"{skipped} frame{'s' if skipped > 1 else ''} skipped, "
-                f"{self.fps * frames / max(frames + skipped, 1):.1f} of {self.fps:g} fps")
+                f"{effective_fps(self.fps, frames, skipped):.1f} of {self.fps:g} fps")
         if self.bar is not None:
             for task in self.bar.tasks:
                 if task.description.startswith(self.stage):

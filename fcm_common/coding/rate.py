@@ -10,6 +10,11 @@ def kbps(total_bytes: int, num_frames: int, fps: float) -> float:
     return total_bytes * 8.0 * fps / (1000.0 * num_frames)
 
 
+def effective_fps(fps: float, frames: int, skipped: int) -> float:
+    """Frames coded (or decoded) per second of the source, when ``skipped`` of its frames were skipped."""
+    return fps * frames / max(frames + skipped, 1)
+
+
 def framework_anchor_bytes(payload_bytes: int, num_frames: int) -> int:
     """The size the MPEG framework counts for an anchor stream with this VVC payload: its own header
     of 13 bytes plus a float32 min and max per frame (13 + 8N), instead of fcm's header."""

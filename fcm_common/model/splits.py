@@ -38,6 +38,11 @@ class SplitPoint:
         """Position, in `layers` order, of the tensor on the coarsest grid (where advMSFC fuses)."""
         return max(range(len(self.strides)), key=lambda i: self.strides[i])
 
+    @property
+    def finest(self) -> int:
+        """Position, in `layers` order, of the tensor on the finest grid (where the backbone detections code is)."""
+        return min(range(len(self.strides)), key=lambda i: self.strides[i])
+
     def is_reference(self, split_shapes) -> bool:
         """Whether a network's split tensors have JDE-1088x608's channel counts (the network the MPEG
         framework's fixed quantisation ranges were measured on), whatever its input size."""

@@ -110,8 +110,10 @@ def harmonic_fill(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 class _EmbeddingBasis(nn.Module):
     """The principal components of normalised embeddings the code carries (fitted, see :func:`fit_embedding_code`)."""
 
-    def __init__(self, embedding_dim: int, components: int):
+    def __init__(self, arch):
         super().__init__()
+        embedding_dim = arch.in_channels[0] - NUM_DET_CHANNELS
+        components = arch.fused_channels - BOX_CHANNELS
         self.register_buffer("embedding_mean", torch.zeros(embedding_dim))
         self.register_buffer("embedding_basis", torch.eye(embedding_dim, components))
         self.register_buffer("embedding_scale", torch.ones(components))  # code 1 = this many units of a component
@@ -121,13 +123,12 @@ class DetectionRaster(_EmbeddingBasis):
     """MSFF of the detection code: (finest, middle, coarsest) head inputs -> code on the finest grid."""
 
     def __init__(self, arch):
-        embedding_dim = arch.in_channels[0] - NUM_DET_CHANNELS
-        super().__init__(embedding_dim, arch.fused_channels - BOX_CHANNELS)
+        super().__init__(arch)
         self.strides = tuple(arch.strides)
         self.patch = int(arch.patch)
         self.skirt = arch.skirt  # confidence code of a patch's other cells (None: background)
         # JDE's prediction layers, coarsest first: the order of part 2's rows (NMS breaks ties by it)
-        self.heads = nn.ModuleList(YOLODecode([tuple(a) for a in anchors], stride, embedding_dim)
+        self.heads = nn.ModuleList(YOLODecode([tuple(a) for a in anchors], stride, self.embedding_mean.numel())
                                    for anchors, stride in reversed(list(zip(arch.anchors, arch.strides))))
 
     def proposals(self, x8: torch.Tensor, x16: torch.Tensor, x32: torch.Tensor) -> list[torch.Tensor]:
@@ -146,10 +147,10 @@ class DetectionRaster(_EmbeddingBasis):
         taken = np.zeros((height, width), bool)
         known = np.zeros((height, width), bool)
         if len(rows):
-            cells = self._cells(rows[:, :2] / stride, taken)
+            centres = (rows[:, :2] / stride).double()
+            cells = self._cells(centres, taken)
             emb = F.normalize(rows[:, 6:].float(), dim=1)
             comps = ((emb - self.embedding_mean) @ self.embedding_basis) / self.embedding_scale
-            centres = (rows[:, :2] / stride).double()
             sizes = _size_code(torch.log(rows[:, 2:4].double() / stride)).tolist()
             placed = [(n, cell) for n, cell in enumerate(cells) if cell is not None]
             # patches (around each proposal's cell), the less confident first: where two overlap, the more
@@ -193,8 +194,7 @@ class DetectionPlacement(_EmbeddingBasis):
     """MSFR of the detection code: code (zero-filled beyond the kept channels) -> head inputs."""
 
     def __init__(self, arch):
-        embedding_dim = arch.in_channels[0] - NUM_DET_CHANNELS
-        super().__init__(embedding_dim, arch.fused_channels - BOX_CHANNELS)
+        super().__init__(arch)
         self.channels = tuple(arch.in_channels)
         self.strides = tuple(arch.strides)
         self.anchor = tuple(a / arch.strides[0] for a in arch.anchors[0][0])  # anchor 0 of the finest layer, in cells

@@ -115,8 +115,7 @@ class AdvMSFCMethod(FeatureMethod):
     def stream_grid_choices(cls, split: SplitPoint, input_width: int, input_height: int) -> list[list[tuple[int, int]]]:
         """The coarsest grid, or the finest (the backbone detections code, :mod:`fcm_common.msfc.detection_code`)."""
         grids = split.grids(input_width, input_height)
-        finest = min(range(len(split.strides)), key=lambda i: split.strides[i])
-        return [[grids[split.coarsest], grids[finest]]]
+        return [[grids[split.coarsest], grids[split.finest]]]
 
     @property
     def model_id(self) -> bytes:
